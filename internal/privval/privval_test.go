@@ -1,0 +1,247 @@
+package privval_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
+	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
+	cmtlog "github.com/cometbft/cometbft/libs/log"
+	cmtprivval "github.com/cometbft/cometbft/privval"
+	"github.com/cometbft/cometbft/types"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/privval"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
+)
+
+const chain = "test-chain"
+
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type harness struct {
+	client *cmtprivval.SignerClient
+	key    *signer.Ed25519
+	signer *signer.Signer
+	logs   *syncBuffer
+}
+
+// newHarness runs our signer against CometBFT's own node-side privval code
+// (SignerListenerEndpoint + SignerClient) over addr's transport.
+func newHarness(t *testing.T, network string, d privval.Dialect) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+	var ln net.Listener
+	var addr transport.Addr
+	var identity *cmted25519.PrivKey
+	switch network {
+	case "unix":
+		path := filepath.Join(dir, "pv.sock")
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, addr = cmtprivval.NewUnixListener(l), transport.Addr{Scheme: "unix", Path: path}
+	case "tcp":
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodeKey := cmted25519.GenPrivKey()
+		ln = cmtprivval.NewTCPListener(l, nodeKey)
+		addr = transport.Addr{Scheme: "tcp", Host: l.Addr().String(), NodeID: transport.NodeID(nodeKey.PubKey())}
+		k := cmted25519.GenPrivKey()
+		identity = &k
+	}
+	endpoint := cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), ln)
+	client, err := cmtprivval.NewSignerClient(endpoint, chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := signer.GenerateEd25519()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := signstate.Open(filepath.Join(dir, "state"), signstate.Options{AllowMissing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := signer.New(key, chain, store.State(), store, log)
+	h := privval.NewHandler(s, d, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.Run(ctx, func(ctx context.Context) (net.Conn, error) {
+			if identity != nil {
+				return transport.Dial(ctx, addr, *identity)
+			}
+			return transport.Dial(ctx, addr, nil)
+		}, privval.Options{})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		client.Close()
+		store.Close()
+	})
+	if err := client.WaitForConnection(10 * time.Second); err != nil {
+		t.Fatalf("signer did not connect: %v\n%s", err, logs)
+	}
+	return &harness{client: client, key: key, signer: s, logs: logs}
+}
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 123456789, time.UTC)
+
+func blockID(b byte) cmtproto.BlockID {
+	if b == 0 {
+		return cmtproto.BlockID{}
+	}
+	return cmtproto.BlockID{Hash: bytes.Repeat([]byte{b}, 32), PartSetHeader: cmtproto.PartSetHeader{Total: 1, Hash: bytes.Repeat([]byte{b + 1}, 32)}}
+}
+
+func newVote(typ cmtproto.SignedMsgType, h int64, r int32, b byte, ts time.Time) *cmtproto.Vote {
+	return &cmtproto.Vote{
+		Type: typ, Height: h, Round: r, BlockID: blockID(b), Timestamp: ts,
+		ValidatorAddress: bytes.Repeat([]byte{0xaa}, 20), ValidatorIndex: 3, Extension: []byte("ext"),
+	}
+}
+
+func remoteCode(t *testing.T, err error) int {
+	t.Helper()
+	var rse *cmtprivval.RemoteSignerError
+	if !errors.As(err, &rse) {
+		t.Fatalf("err = %v, want a RemoteSignerError", err)
+	}
+	return rse.Code
+}
+
+func TestSignerAgainstCometBFTClient(t *testing.T) {
+	for _, network := range []string{"unix", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			h := newHarness(t, network, privval.Auto)
+			pk, err := h.client.GetPubKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(pk.Bytes(), h.key.PubKey().Bytes()) {
+				t.Fatalf("pubkey %X, want %X", pk.Bytes(), h.key.PubKey().Bytes())
+			}
+
+			p := &cmtproto.Proposal{Type: types.ProposalType, Height: 1, PolRound: -1, BlockID: blockID(1), Timestamp: t0}
+			if err := h.client.SignProposal(chain, p); err != nil {
+				t.Fatal(err)
+			}
+			if !pk.VerifySignature(types.ProposalSignBytes(chain, p), p.Signature) {
+				t.Fatal("proposal signature does not verify")
+			}
+
+			v := newVote(types.PrevoteType, 1, 0, 1, t0)
+			if err := h.client.SignVote(chain, v, true); err != nil {
+				t.Fatal(err)
+			}
+			if !pk.VerifySignature(types.VoteSignBytes(chain, v), v.Signature) {
+				t.Fatal("prevote signature does not verify")
+			}
+			if len(v.ExtensionSignature) != 0 || v.ValidatorIndex != 3 || len(v.ValidatorAddress) != 20 || string(v.Extension) != "ext" {
+				t.Fatalf("prevote not echoed faithfully: %+v", v)
+			}
+
+			pc := newVote(types.PrecommitType, 1, 0, 1, t0)
+			if err := h.client.SignVote(chain, pc, true); err != nil {
+				t.Fatal(err)
+			}
+			if !pk.VerifySignature(types.VoteExtensionSignBytes(chain, pc), pc.ExtensionSignature) {
+				t.Fatal("extension signature missing or invalid on a non-nil precommit")
+			}
+
+			// v1 nodes ask to skip extension signing when extensions are off.
+			pc2 := newVote(types.PrecommitType, 2, 0, 1, t0)
+			if err := h.client.SignVote(chain, pc2, false); err != nil {
+				t.Fatal(err)
+			}
+			if len(pc2.ExtensionSignature) != 0 {
+				t.Fatal("extension signed although skip_extension_signing was set")
+			}
+			nilPc := newVote(types.PrecommitType, 3, 0, 0, t0)
+			nilPc.Extension = nil
+			if err := h.client.SignVote(chain, nilPc, true); err != nil {
+				t.Fatal(err)
+			}
+			if len(nilPc.ExtensionSignature) != 0 {
+				t.Fatal("extension signature on a nil precommit halts CometBFT")
+			}
+		})
+	}
+}
+
+func TestDoubleSignRefusedOnLiveConnection(t *testing.T) {
+	h := newHarness(t, "unix", privval.Auto)
+	v := newVote(types.PrevoteType, 10, 0, 1, t0)
+	if err := h.client.SignVote(chain, v, true); err != nil {
+		t.Fatal(err)
+	}
+	// Timestamp-only repeat: the original signature and timestamp come back.
+	again := newVote(types.PrevoteType, 10, 0, 1, t0.Add(3*time.Second))
+	if err := h.client.SignVote(chain, again, true); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(again.Signature, v.Signature) || !again.Timestamp.Equal(t0) {
+		t.Fatalf("timestamp-only repeat: got sig %X ts %v, want the original %X ts %v", again.Signature, again.Timestamp, v.Signature, t0)
+	}
+	// Conflicting vote at the same height/round/step: code 2.
+	conflict := newVote(types.PrevoteType, 10, 0, 2, t0)
+	if code := remoteCode(t, h.client.SignVote(chain, conflict, true)); code != privval.CodeDoubleSign {
+		t.Fatalf("conflicting vote: code %d, want %d", code, privval.CodeDoubleSign)
+	}
+	if !bytes.Contains([]byte(h.logs.String()), []byte("level=ERROR msg=\"refused to sign\"")) {
+		t.Errorf("no ERROR log for the refusal:\n%s", h.logs)
+	}
+	// Regression: code 3.
+	old := newVote(types.PrecommitType, 9, 0, 1, t0)
+	if code := remoteCode(t, h.client.SignVote(chain, old, true)); code != privval.CodeRegression {
+		t.Fatalf("regression: code %d, want %d", code, privval.CodeRegression)
+	}
+	// Wrong chain id: code 1.
+	if code := remoteCode(t, h.client.SignVote("other-chain", newVote(types.PrevoteType, 11, 0, 1, t0), true)); code != privval.CodeChainID {
+		t.Fatalf("wrong chain: code %d, want %d", code, privval.CodeChainID)
+	}
+	// SignBytes is refused.
+	if _, err := h.client.SignBytes([]byte("anything")); remoteCode(t, err) != privval.CodeRefused {
+		t.Fatalf("SignBytes: %v", err)
+	}
+	// The connection stayed up through all of it and signing goes on.
+	if err := h.client.SignVote(chain, newVote(types.PrecommitType, 10, 0, 2, t0), true); err != nil {
+		t.Fatalf("legal precommit for another block after a polka: %v", err)
+	}
+	if st := h.signer.LastState(); st.Height != 10 || st.Step != signstate.StepPrecommit {
+		t.Fatalf("last state %v", st.HRS())
+	}
+}

@@ -1,0 +1,229 @@
+// Package signer holds a consensus key and signs votes and proposals for one
+// chain, applying the double-sign guard of package signstate.
+//
+// A signature leaves Sign* only after the state that records it has been
+// persisted by the Store; if persisting fails, nothing is returned but the
+// error. Requests are validated before anything is computed from them, so a
+// malformed request is an error, never a panic.
+package signer
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
+	"github.com/cometbft/cometbft/crypto"
+	"github.com/cometbft/cometbft/types"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+)
+
+var (
+	// ErrChainID marks a request for another chain than the signer's.
+	ErrChainID = errors.New("wrong chain id")
+	// ErrInvalidRequest marks a request that no honest node sends.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrPersist marks a failure to persist the state; nothing was signed.
+	ErrPersist = errors.New("failed to persist sign state")
+)
+
+// Store persists the state. Save must be durable when it returns nil.
+type Store interface {
+	Save(ctx context.Context, s signstate.State) error
+}
+
+// Signed is what a signing request returns.
+type Signed struct {
+	Signature          []byte
+	ExtensionSignature []byte // only for non-nil precommits, when asked
+	Timestamp          time.Time
+	// Reused is set when the request repeated the last signed message and
+	// the stored signature (and timestamp) was returned.
+	Reused bool
+}
+
+// Signer signs for one chain with one key.
+type Signer struct {
+	key     Key
+	chainID string
+	store   Store
+	log     *slog.Logger
+
+	mu   sync.Mutex
+	last signstate.State
+}
+
+// New returns a signer whose last signed state is last (as loaded from the
+// store). A nil logger discards.
+func New(key Key, chainID string, last signstate.State, store Store, log *slog.Logger) *Signer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Signer{key: key, chainID: chainID, store: store, log: log, last: last}
+}
+
+// ChainID returns the chain the signer signs for.
+func (s *Signer) ChainID() string { return s.chainID }
+
+// LastState returns the last signed state.
+func (s *Signer) LastState() signstate.State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// PubKey returns the consensus public key.
+func (s *Signer) PubKey(chainID string) (crypto.PubKey, error) {
+	if err := s.checkChainID(chainID); err != nil {
+		return nil, err
+	}
+	return s.key.PubKey(), nil
+}
+
+func (s *Signer) checkChainID(chainID string) error {
+	if chainID != s.chainID {
+		return fmt.Errorf("%w: request for %q, signer is for %q", ErrChainID, chainID, s.chainID)
+	}
+	return nil
+}
+
+// SignVote signs a prevote or precommit. With signExtension, a non-nil
+// precommit also gets its vote extension signed.
+func (s *Signer) SignVote(ctx context.Context, chainID string, v *cmtproto.Vote, signExtension bool) (Signed, error) {
+	if err := s.checkChainID(chainID); err != nil {
+		return Signed{}, err
+	}
+	step, bid, err := validateVote(v)
+	if err != nil {
+		return Signed{}, err
+	}
+	req := signstate.Request{
+		HRS:       signstate.HRS{Height: v.Height, Round: v.Round, Step: step},
+		BlockID:   bid,
+		SignBytes: types.VoteSignBytes(chainID, v),
+	}
+	out, err := s.sign(ctx, req, v.Timestamp)
+	if err != nil {
+		return Signed{}, err
+	}
+	if signExtension && step == signstate.StepPrecommit && !bid.IsNil() {
+		if out.ExtensionSignature, err = s.key.Sign(types.VoteExtensionSignBytes(chainID, v)); err != nil {
+			return Signed{}, fmt.Errorf("signer: failed to sign vote extension: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// SignProposal signs a proposal.
+func (s *Signer) SignProposal(ctx context.Context, chainID string, p *cmtproto.Proposal) (Signed, error) {
+	if err := s.checkChainID(chainID); err != nil {
+		return Signed{}, err
+	}
+	bid, err := validateProposal(p)
+	if err != nil {
+		return Signed{}, err
+	}
+	req := signstate.Request{
+		HRS:       signstate.HRS{Height: p.Height, Round: p.Round, Step: signstate.StepPropose},
+		BlockID:   bid,
+		SignBytes: types.ProposalSignBytes(chainID, p),
+	}
+	return s.sign(ctx, req, p.Timestamp)
+}
+
+// sign applies the guard, signs, and persists before returning.
+func (s *Signer) sign(ctx context.Context, req signstate.Request, ts time.Time) (Signed, error) {
+	start := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	verdict, err := signstate.Check(s.last, req)
+	if err != nil {
+		s.log.Error("refused to sign", "chain_id", s.chainID, "type", req.Step, "hrs", req.HRS, "block", shortID(req.BlockID), "err", err)
+		return Signed{}, err
+	}
+	if verdict.Reuse {
+		s.log.Info("repeated request, returning the stored signature", "chain_id", s.chainID, "type", req.Step, "hrs", req.HRS,
+			"block", shortID(req.BlockID), "timestamp_changed", !verdict.Timestamp.Equal(ts))
+		return Signed{Signature: verdict.Signature, Timestamp: verdict.Timestamp, Reused: true}, nil
+	}
+	sig, err := s.key.Sign(req.SignBytes)
+	if err != nil {
+		return Signed{}, fmt.Errorf("signer: failed to sign: %w", err)
+	}
+	next := signstate.State{Height: req.Height, Round: req.Round, Step: req.Step, BlockID: req.BlockID, SignBytes: req.SignBytes, Signature: sig}
+	if err := s.store.Save(ctx, next); err != nil {
+		s.log.Error("refused to sign: state not persisted", "chain_id", s.chainID, "hrs", req.HRS, "err", err)
+		return Signed{}, fmt.Errorf("%w: %w", ErrPersist, err)
+	}
+	s.last = next
+	s.log.Info("signed", "chain_id", s.chainID, "type", req.Step, "hrs", req.HRS, "block", shortID(req.BlockID),
+		"latency", time.Since(start).Round(time.Microsecond))
+	return Signed{Signature: sig, Timestamp: ts}, nil
+}
+
+func shortID(id signstate.BlockID) string {
+	if id.IsNil() {
+		return "nil"
+	}
+	return hex.EncodeToString(id.Hash[:min(len(id.Hash), 6)])
+}
+
+func validateVote(v *cmtproto.Vote) (signstate.Step, signstate.BlockID, error) {
+	if v == nil {
+		return 0, signstate.BlockID{}, fmt.Errorf("%w: vote missing", ErrInvalidRequest)
+	}
+	var step signstate.Step
+	switch v.Type {
+	case types.PrevoteType:
+		step = signstate.StepPrevote
+	case types.PrecommitType:
+		step = signstate.StepPrecommit
+	default:
+		return 0, signstate.BlockID{}, fmt.Errorf("%w: vote type %d is neither prevote nor precommit", ErrInvalidRequest, v.Type)
+	}
+	if err := validatePosition(v.Height, v.Round); err != nil {
+		return 0, signstate.BlockID{}, err
+	}
+	bid, err := validateBlockID(&v.BlockID)
+	return step, bid, err
+}
+
+func validateProposal(p *cmtproto.Proposal) (signstate.BlockID, error) {
+	if p == nil {
+		return signstate.BlockID{}, fmt.Errorf("%w: proposal missing", ErrInvalidRequest)
+	}
+	if p.Type != types.ProposalType {
+		return signstate.BlockID{}, fmt.Errorf("%w: proposal type %d", ErrInvalidRequest, p.Type)
+	}
+	if err := validatePosition(p.Height, p.Round); err != nil {
+		return signstate.BlockID{}, err
+	}
+	if p.PolRound < -1 || p.PolRound >= p.Round && p.PolRound != -1 {
+		return signstate.BlockID{}, fmt.Errorf("%w: pol_round %d with round %d", ErrInvalidRequest, p.PolRound, p.Round)
+	}
+	bid, err := validateBlockID(&p.BlockID)
+	if err == nil && bid.IsNil() {
+		err = fmt.Errorf("%w: proposal for a nil block", ErrInvalidRequest)
+	}
+	return bid, err
+}
+
+func validatePosition(height int64, round int32) error {
+	if height <= 0 || round < 0 {
+		return fmt.Errorf("%w: height %d round %d", ErrInvalidRequest, height, round)
+	}
+	return nil
+}
+
+// validateBlockID rejects what CometBFT's own canonicalization would panic on.
+func validateBlockID(b *cmtproto.BlockID) (signstate.BlockID, error) {
+	if _, err := types.BlockIDFromProto(b); err != nil {
+		return signstate.BlockID{}, fmt.Errorf("%w: block id: %v", ErrInvalidRequest, err)
+	}
+	return signstate.BlockID{Hash: b.Hash, PartsTotal: b.PartSetHeader.Total, PartsHash: b.PartSetHeader.Hash}, nil
+}
