@@ -2,12 +2,9 @@ package privval_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 	cmtprivval "github.com/cometbft/cometbft/privval"
 	"github.com/cometbft/cometbft/types"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/e2e"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/privval"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
@@ -25,50 +23,26 @@ import (
 
 const chain = "test-chain"
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	client *cmtprivval.SignerClient
 	key    *signer.Ed25519
-	signer *signer.Signer
-	logs   *syncBuffer
+	*e2e.Signer
 }
 
 // newHarness runs our signer against CometBFT's own node-side privval code
-// (SignerListenerEndpoint + SignerClient) over addr's transport.
+// (SignerListenerEndpoint + SignerClient) over the given network.
 func newHarness(t *testing.T, network string, d privval.Dialect) *harness {
 	t.Helper()
-	dir := t.TempDir()
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-
 	var ln net.Listener
-	var addr transport.Addr
-	var identity *cmted25519.PrivKey
+	var addr string
 	switch network {
 	case "unix":
-		path := filepath.Join(dir, "pv.sock")
+		path := filepath.Join(t.TempDir(), "pv.sock")
 		l, err := net.Listen("unix", path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ln, addr = cmtprivval.NewUnixListener(l), transport.Addr{Scheme: "unix", Path: path}
+		ln, addr = cmtprivval.NewUnixListener(l), "unix://"+path
 	case "tcp":
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -76,46 +50,22 @@ func newHarness(t *testing.T, network string, d privval.Dialect) *harness {
 		}
 		nodeKey := cmted25519.GenPrivKey()
 		ln = cmtprivval.NewTCPListener(l, nodeKey)
-		addr = transport.Addr{Scheme: "tcp", Host: l.Addr().String(), NodeID: transport.NodeID(nodeKey.PubKey())}
-		k := cmted25519.GenPrivKey()
-		identity = &k
+		addr = "tcp://" + transport.NodeID(nodeKey.PubKey()) + "@" + l.Addr().String()
 	}
-	endpoint := cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), ln)
-	client, err := cmtprivval.NewSignerClient(endpoint, chain)
+	client, err := cmtprivval.NewSignerClient(cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), ln), chain)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { client.Close() })
 	key, err := signer.GenerateEd25519()
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := signstate.Open(filepath.Join(dir, "state"), signstate.Options{AllowMissing: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := signer.New(key, chain, store.State(), store, log)
-	h := privval.NewHandler(s, d, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		h.Run(ctx, func(ctx context.Context) (net.Conn, error) {
-			if identity != nil {
-				return transport.Dial(ctx, addr, *identity)
-			}
-			return transport.Dial(ctx, addr, nil)
-		}, privval.Options{})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		client.Close()
-		store.Close()
-	})
+	s := e2e.StartSigner(t, addr, chain, key, d)
 	if err := client.WaitForConnection(10 * time.Second); err != nil {
-		t.Fatalf("signer did not connect: %v\n%s", err, logs)
+		t.Fatalf("signer did not connect: %v\n%s", err, s.Logs)
 	}
-	return &harness{client: client, key: key, signer: s, logs: logs}
+	return &harness{client: client, key: key, Signer: s}
 }
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 123456789, time.UTC)
@@ -221,8 +171,8 @@ func TestDoubleSignRefusedOnLiveConnection(t *testing.T) {
 	if code := remoteCode(t, h.client.SignVote(chain, conflict, true)); code != privval.CodeDoubleSign {
 		t.Fatalf("conflicting vote: code %d, want %d", code, privval.CodeDoubleSign)
 	}
-	if !bytes.Contains([]byte(h.logs.String()), []byte("level=ERROR msg=\"refused to sign\"")) {
-		t.Errorf("no ERROR log for the refusal:\n%s", h.logs)
+	if !bytes.Contains([]byte(h.Logs.String()), []byte("level=ERROR msg=\"refused to sign\"")) {
+		t.Errorf("no ERROR log for the refusal:\n%s", h.Logs)
 	}
 	// Regression: code 3.
 	old := newVote(types.PrecommitType, 9, 0, 1, t0)
@@ -241,7 +191,7 @@ func TestDoubleSignRefusedOnLiveConnection(t *testing.T) {
 	if err := h.client.SignVote(chain, newVote(types.PrecommitType, 10, 0, 2, t0), true); err != nil {
 		t.Fatalf("legal precommit for another block after a polka: %v", err)
 	}
-	if st := h.signer.LastState(); st.Height != 10 || st.Step != signstate.StepPrecommit {
+	if st := h.LastState(); st.Height != 10 || st.Step != signstate.StepPrecommit {
 		t.Fatalf("last state %v", st.HRS())
 	}
 }

@@ -1,0 +1,206 @@
+package kmspolicy
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Condition keys KMS sets from the attestation document in a request's
+// Recipient parameter (KMS Developer Guide, "Condition keys for Nitro
+// Enclaves"). Values are lower-case hex; keys are absent from requests
+// without an attestation document.
+const (
+	KeyImageSha384 = "kms:RecipientAttestation:ImageSha384" // equals PCR0
+	keyPCRPrefix   = "kms:RecipientAttestation:PCR"
+)
+
+// KeyPCR returns the condition key for PCR n, e.g. KeyPCR(0) is
+// "kms:RecipientAttestation:PCR0".
+func KeyPCR(n int) string { return keyPCRPrefix + strconv.Itoa(n) }
+
+// DebugPCR is the value of the boot-measured PCRs of an enclave started with
+// --debug-mode. A policy pinning it admits only debug enclaves, whose memory
+// the parent can read: use it for testing, never for a real key.
+const DebugPCR = "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+
+// RecipientContext returns the request context KMS derives from an
+// attestation document with the given PCRs (index to raw bytes), for use in
+// Request.Context. PCR0 also yields ImageSha384.
+func RecipientContext(pcrs map[int][]byte) map[string]string {
+	ctx := make(map[string]string, len(pcrs)+1)
+	for n, v := range pcrs {
+		ctx[KeyPCR(n)] = hex.EncodeToString(v)
+	}
+	if v, ok := pcrs[0]; ok {
+		ctx[KeyImageSha384] = hex.EncodeToString(v)
+	}
+	return ctx
+}
+
+// Seed statement IDs, as in the seed guide and the AWS console's default
+// key policy.
+const (
+	SidAdmin   = "Enable IAM User Permissions"
+	SidDecrypt = "Enable decrypt from nitro enclave only"
+	SidEncrypt = "Enable encrypt from instance only"
+)
+
+// Params are the operator's inputs to Seed.
+type Params struct {
+	Partition string // "aws" if empty ("aws-cn", "aws-us-gov" elsewhere)
+	AccountID string // the 12-digit account that owns the key and the role
+	RoleName  string // the EC2 instance role, used when RoleARN is empty
+	RoleARN   string // the EC2 instance role's full ARN (wins over RoleName)
+
+	PCR0  string // nitro-cli build-enclave's PCR0, 96 hex digits
+	Debug bool   // pin PCR0 to DebugPCR instead (seed guide: debug mode)
+	PCR4  string // the parent instance's PCR4 (see pcr.PCR4)
+
+	// Optional further pins, added to the decrypt conditions when set.
+	PCR3, PCR8, ImageSha384 string
+
+	// Admins receive kms:* so the key stays manageable; the account root
+	// if empty, which delegates to the account's IAM policies.
+	Admins   []string
+	PolicyID string // "Id"; "key-consolepolicy-3" if empty, as in the guide
+	// NoDeny omits the explicit Deny statements. Without them the Admins
+	// statement's kms:* lets any principal the account's IAM policies allow
+	// call Decrypt without an attestation document and get the key in
+	// plaintext: only for reproducing the seed guide verbatim.
+	NoDeny bool
+}
+
+// Seed returns the key policy of the seed guide (step 4.2) for p: an admin
+// statement, Decrypt for the instance role only with an attestation whose
+// PCRs match, Encrypt for the instance role, and, unless p.NoDeny, one
+// explicit Deny per pinned PCR.
+//
+// The Deny uses StringNotEqualsIgnoreCase rather than a Null check because
+// AWS documents that a negated operator holds when the key is absent (IAM
+// User Guide, condition operators), so one statement refuses both a request
+// without attestation and one with the wrong measurement, from any
+// principal, whatever IAM policies grant. One statement per PCR, because
+// keys under one operator are ANDed: a single Deny listing PCR0 and PCR4
+// would only fire when both mismatch. It covers kms:ReEncryptFrom too, which
+// takes no attestation and would otherwise re-wrap the sealed key under a
+// key without this policy.
+func Seed(p Params) (Policy, error) {
+	role, admins, err := p.principals()
+	if err != nil {
+		return Policy{}, err
+	}
+	pins, err := p.pins()
+	if err != nil {
+		return Policy{}, err
+	}
+	id := p.PolicyID
+	if id == "" {
+		id = "key-consolepolicy-3"
+	}
+	cond := map[string]Strings{}
+	for _, pin := range pins {
+		cond[pin.key] = One(pin.value)
+	}
+	stmts := []Statement{
+		{Sid: SidAdmin, Effect: Allow, Principal: Principal{AWS: admins}, Action: One("kms:*"), Resource: One("*")},
+		{Sid: SidDecrypt, Effect: Allow, Principal: Principal{AWS: One(role)}, Action: One("kms:Decrypt"),
+			Resource: One("*"), Condition: Condition{StringEqualsIgnoreCase: cond}},
+		{Sid: SidEncrypt, Effect: Allow, Principal: Principal{AWS: One(role)}, Action: One("kms:Encrypt"), Resource: One("*")},
+	}
+	if !p.NoDeny {
+		for _, pin := range pins {
+			stmts = append(stmts, denyUnless(pin))
+		}
+	}
+	return Policy{Version: Version, ID: id, Statement: stmts}, nil
+}
+
+// DenySid is the Sid of the explicit Deny Seed writes for a condition key,
+// e.g. "Deny decrypt without attested PCR0".
+func DenySid(key string) string {
+	return "Deny decrypt without attested " + strings.TrimPrefix(key, "kms:RecipientAttestation:")
+}
+
+func denyUnless(pin pin) Statement {
+	return Statement{
+		Sid: DenySid(pin.key), Effect: Deny, Principal: Principal{Wildcard: true},
+		Action: List("kms:Decrypt", "kms:ReEncryptFrom"), Resource: One("*"),
+		Condition: Condition{StringNotEqualsIgnoreCase: {pin.key: One(pin.value)}},
+	}
+}
+
+type pin struct{ key, value string }
+
+// pins returns the measurements to require, in a fixed order.
+func (p Params) pins() ([]pin, error) {
+	pcr0 := p.PCR0
+	if p.Debug {
+		if pcr0 != "" && pcr0 != DebugPCR {
+			return nil, errors.New("kmspolicy: both Debug and a non-zero PCR0 given")
+		}
+		pcr0 = DebugPCR
+	}
+	candidates := []struct {
+		key, value string
+		required   bool
+	}{
+		{KeyPCR(0), pcr0, true}, {KeyPCR(3), p.PCR3, false}, {KeyPCR(4), p.PCR4, true},
+		{KeyPCR(8), p.PCR8, false}, {KeyImageSha384, p.ImageSha384, false},
+	}
+	var out []pin
+	for _, c := range candidates {
+		if c.value == "" && !c.required {
+			continue
+		}
+		v, err := pcrHex(c.value)
+		if err != nil {
+			return nil, fmt.Errorf("kmspolicy: %s: %w", c.key, err)
+		}
+		out = append(out, pin{c.key, v})
+	}
+	return out, nil
+}
+
+// pcrHex normalises a PCR to the lower-case hex KMS documents.
+func pcrHex(s string) (string, error) {
+	if len(s) != 96 {
+		return "", fmt.Errorf("want 96 hex digits, got %d characters", len(s))
+	}
+	if _, err := hex.DecodeString(s); err != nil {
+		return "", fmt.Errorf("not hex: %w", err)
+	}
+	return strings.ToLower(s), nil
+}
+
+func (p Params) principals() (role string, admins Strings, err error) {
+	partition := p.Partition
+	if partition == "" {
+		partition = "aws"
+	}
+	if !isAccountID(p.AccountID) {
+		return "", Strings{}, fmt.Errorf("kmspolicy: account ID %q is not 12 digits", p.AccountID)
+	}
+	role = p.RoleARN
+	if role == "" {
+		if p.RoleName == "" || strings.ContainsAny(p.RoleName, ":* ") {
+			return "", Strings{}, fmt.Errorf("kmspolicy: role name %q is empty or not a name", p.RoleName)
+		}
+		role = fmt.Sprintf("arn:%s:iam::%s:role/%s", partition, p.AccountID, p.RoleName)
+	}
+	a, ok := parseARN(role)
+	if !ok || a.service != "iam" || !strings.HasPrefix(a.resource, "role/") || a.account != p.AccountID || a.partition != partition {
+		return "", Strings{}, fmt.Errorf("kmspolicy: role %q is not an IAM role ARN in account %s (partition %s)", role, p.AccountID, partition)
+	}
+	switch len(p.Admins) {
+	case 0:
+		admins = One(fmt.Sprintf("arn:%s:iam::%s:root", partition, p.AccountID))
+	case 1:
+		admins = One(p.Admins[0])
+	default:
+		admins = List(p.Admins...)
+	}
+	return role, admins, nil
+}

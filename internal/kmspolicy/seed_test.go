@@ -1,0 +1,147 @@
+package kmspolicy
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden.json")
+
+const (
+	testAccount  = "111122223333"
+	testRole     = "tmkms-enclave"
+	testRoleARN  = "arn:aws:iam::111122223333:role/tmkms-enclave"
+	testInstance = "i-0123456789abcdef0"
+)
+
+// testPCR0 is a real PCR0 printed by nitro-cli build-enclave
+// (aws-nitro-enclaves-sdk-c docs/kmstool.md).
+const testPCR0 = "287b24930a9f0fe14b01a71ecdc00d8be8fad90f9834d547158854b8279c74095c43f8d7f047714e98deb7903f20e3dd"
+
+func testPCR4() string { v := pcr.PCR4(testInstance); return pcr.Hex(v) }
+
+func seedParams() Params {
+	return Params{AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: testPCR4()}
+}
+
+func mustSeed(t *testing.T, p Params) Policy {
+	t.Helper()
+	pol, err := Seed(p)
+	if err != nil {
+		t.Fatalf("Seed: %v", err)
+	}
+	return pol
+}
+
+func TestSeedGolden(t *testing.T) {
+	got, err := Marshal(mustSeed(t, seedParams()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", "seed-policy.golden.json")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestSeedGolden -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("seed policy differs from %s (run with -update if intended):\n%s", path, got)
+	}
+}
+
+func TestSeedRoundTripsAndValidates(t *testing.T) {
+	for name, p := range map[string]Params{
+		"default":    seedParams(),
+		"debug":      {AccountID: testAccount, RoleName: testRole, Debug: true, PCR4: testPCR4()},
+		"all pins":   {AccountID: testAccount, RoleARN: testRoleARN, PCR0: testPCR0, PCR4: testPCR4(), PCR3: testPCR4(), PCR8: testPCR0, ImageSha384: testPCR0},
+		"no deny":    {AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: testPCR4(), NoDeny: true},
+		"two admins": {AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: testPCR4(), Admins: []string{"arn:aws:iam::111122223333:role/a", "arn:aws:iam::111122223333:role/b"}},
+		"china":      {Partition: "aws-cn", AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: testPCR4()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pol := mustSeed(t, p)
+			if err := pol.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			data, err := Marshal(pol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := Parse(data)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(back, pol) {
+				t.Errorf("round trip changed the policy:\n got %+v\nwant %+v", back, pol)
+			}
+		})
+	}
+}
+
+func TestSeedDebugPinsZeroPCR0(t *testing.T) {
+	pol := mustSeed(t, Params{AccountID: testAccount, RoleName: testRole, Debug: true, PCR4: testPCR4()})
+	got := pol.Statement[1].Condition[StringEqualsIgnoreCase][KeyPCR(0)].Values
+	if len(got) != 1 || got[0] != DebugPCR || DebugPCR != strings.Repeat("0", 96) {
+		t.Errorf("debug PCR0 condition = %q", got)
+	}
+}
+
+func TestSeedNormalisesHexToLowerCase(t *testing.T) {
+	p := seedParams()
+	p.PCR0 = strings.ToUpper(p.PCR0)
+	pol := mustSeed(t, p)
+	if got := pol.Statement[1].Condition[StringEqualsIgnoreCase][KeyPCR(0)].Values[0]; got != testPCR0 {
+		t.Errorf("PCR0 = %s, want lower case %s", got, testPCR0)
+	}
+}
+
+func TestSeedRejects(t *testing.T) {
+	edit := func(f func(*Params)) Params { p := seedParams(); f(&p); return p }
+	for name, p := range map[string]Params{
+		"short account":        edit(func(p *Params) { p.AccountID = "1234" }),
+		"no role":              edit(func(p *Params) { p.RoleName = "" }),
+		"role name with colon": edit(func(p *Params) { p.RoleName = "a:b" }),
+		"role ARN of a user":   edit(func(p *Params) { p.RoleARN = "arn:aws:iam::111122223333:user/bob" }),
+		"role in other acct":   edit(func(p *Params) { p.RoleARN = "arn:aws:iam::999999999999:role/r" }),
+		"role other partition": edit(func(p *Params) { p.RoleARN = "arn:aws-cn:iam::111122223333:role/r" }),
+		"no PCR0":              edit(func(p *Params) { p.PCR0 = "" }),
+		"no PCR4":              edit(func(p *Params) { p.PCR4 = "" }),
+		"short PCR0":           edit(func(p *Params) { p.PCR0 = "abcd" }),
+		"non-hex PCR4":         edit(func(p *Params) { p.PCR4 = strings.Repeat("zz", 48) }),
+		"bad optional PCR8":    edit(func(p *Params) { p.PCR8 = "0" }),
+		"debug and PCR0":       edit(func(p *Params) { p.Debug = true }),
+	} {
+		if _, err := Seed(p); err == nil {
+			t.Errorf("%s: Seed succeeded", name)
+		} else if !strings.HasPrefix(err.Error(), "kmspolicy: ") {
+			t.Errorf("%s: error %q lacks the package prefix", name, err)
+		}
+	}
+}
+
+func TestRecipientContext(t *testing.T) {
+	v0, v4 := pcr.PCR4("zero"), pcr.PCR4(testInstance)
+	ctx := RecipientContext(map[int][]byte{0: v0[:], 4: v4[:]})
+	want := map[string]string{
+		"kms:RecipientAttestation:PCR0":        pcr.Hex(v0),
+		"kms:RecipientAttestation:ImageSha384": pcr.Hex(v0),
+		"kms:RecipientAttestation:PCR4":        pcr.Hex(v4),
+	}
+	if !reflect.DeepEqual(ctx, want) {
+		t.Errorf("RecipientContext = %v, want %v", ctx, want)
+	}
+}
