@@ -13,6 +13,7 @@ import (
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/attestation"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
 )
 
 var update = flag.Bool("update", false, "rewrite "+softwareVectorPath)
@@ -20,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite "+softwareVectorPath)
 func TestSoftwareNSMDocuments(t *testing.T) {
 	soft, err := nsm.NewSoftware(&nsm.SoftwareConfig{
 		ModuleID: "i-0123456789abcdef0-enc0123456789abcdef",
-		PCRs:     map[int][]byte{0: nsm.PCR0([]byte("enclave binary")), 4: nsm.PCR4("i-0123456789abcdef0")},
+		PCRs:     map[int][]byte{0: nsm.PCR0([]byte("enclave binary")), 4: pcr4("i-0123456789abcdef0")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +36,7 @@ func TestSoftwareNSMDocuments(t *testing.T) {
 		t.Fatal(err)
 	}
 	if doc.ModuleID != soft.ModuleID() || len(doc.PCRs) != 16 || string(doc.Nonce) != "nonce" ||
-		string(doc.PCRs[4]) != string(nsm.PCR4("i-0123456789abcdef0")) {
+		string(doc.PCRs[4]) != string(pcr4("i-0123456789abcdef0")) {
 		t.Errorf("unexpected document %+v", doc)
 	}
 	// Never with the default (AWS) root.
@@ -67,7 +68,7 @@ func writeSoftwareVector(t *testing.T) {
 	at := time.UnixMilli(1740830400123) // 2025-03-01T12:00:00.123Z
 	soft, err := nsm.NewSoftware(&nsm.SoftwareConfig{
 		ModuleID: "i-0000000000000000a-enc000000000000000b",
-		PCRs:     map[int][]byte{0: nsm.PCR0([]byte("tmkms-nitro-enclave")), 4: nsm.PCR4("i-0000000000000000a")},
+		PCRs:     map[int][]byte{0: nsm.PCR0([]byte("tmkms-nitro-enclave")), 4: pcr4("i-0000000000000000a")},
 		Now:      func() time.Time { return at },
 	})
 	if err != nil {
@@ -92,3 +93,5 @@ func writeSoftwareVector(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func pcr4(id string) []byte { v := pcr.PCR4(id); return v[:] }

@@ -37,7 +37,7 @@ func StartSigner(t testing.TB, addr, chainID string, key signer.Key, d privval.D
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := signer.New(key, chainID, store.State(), store, log)
+	s := signer.New(key, chainID, store.State(), store, signer.Options{Log: log})
 	identity := cmted25519.GenPrivKey()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -164,7 +164,7 @@ func FuzzHandle(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		s := signer.New(key, chain, signstate.State{}, memStore{}, nil)
+		s := signer.New(key, chain, signstate.State{}, memStore{}, signer.Options{})
 		resp, err := privval.NewHandler(s, privval.Auto, nil).Handle(context.Background(), body)
 		if err != nil {
 			return

@@ -47,24 +47,44 @@ type Signed struct {
 	Reused bool
 }
 
+// Event describes one answered signing request, for metrics and displays.
+type Event struct {
+	HRS     signstate.HRS
+	BlockID signstate.BlockID
+	Latency time.Duration // guard + signature + durable persist
+	Reused  bool
+	Err     error // a refusal or failure; nothing was signed
+}
+
+// Options are optional settings of a Signer.
+type Options struct {
+	Log     *slog.Logger // nil discards
+	Observe func(Event)  // called after every signing request, under the signer's lock
+}
+
 // Signer signs for one chain with one key.
 type Signer struct {
 	key     Key
 	chainID string
 	store   Store
 	log     *slog.Logger
+	observe func(Event)
 
 	mu   sync.Mutex
 	last signstate.State
 }
 
 // New returns a signer whose last signed state is last (as loaded from the
-// store). A nil logger discards.
-func New(key Key, chainID string, last signstate.State, store Store, log *slog.Logger) *Signer {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// store).
+func New(key Key, chainID string, last signstate.State, store Store, opts Options) *Signer {
+	s := &Signer{key: key, chainID: chainID, store: store, log: opts.Log, observe: opts.Observe, last: last}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
-	return &Signer{key: key, chainID: chainID, store: store, log: log, last: last}
+	if s.observe == nil {
+		s.observe = func(Event) {}
+	}
+	return s
 }
 
 // ChainID returns the chain the signer signs for.
@@ -141,6 +161,13 @@ func (s *Signer) sign(ctx context.Context, req signstate.Request, ts time.Time) 
 	start := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	out, err := s.signLocked(ctx, req, ts)
+	s.observe(Event{HRS: req.HRS, BlockID: req.BlockID, Latency: time.Since(start), Reused: out.Reused, Err: err})
+	return out, err
+}
+
+func (s *Signer) signLocked(ctx context.Context, req signstate.Request, ts time.Time) (Signed, error) {
+	start := time.Now()
 	verdict, err := signstate.Check(s.last, req)
 	if err != nil {
 		s.log.Error("refused to sign", "chain_id", s.chainID, "type", req.Step, "hrs", req.HRS, "block", shortID(req.BlockID), "err", err)

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -55,6 +56,9 @@ func Open(path string, opts Options) (_ *File, err error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("signstate: the directory of state file %s does not exist", path)
 	}
 	lock, err := lockFile(path + ".lock")
 	if err != nil {

@@ -1,0 +1,38 @@
+package cli
+
+import (
+	"context"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/kmspolicy"
+)
+
+func runPolicy(_ context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "policy", "--account ID --role NAME --pcr0 HEX --pcr4 HEX [flags]",
+		"Prints the KMS key policy that lets only the enclave decrypt the validator key (seed guide step 4.2):\n"+
+			"Decrypt for the instance role with an attestation whose PCRs match, Encrypt for the instance role,\n"+
+			"and an explicit Deny of Decrypt without that attestation for everyone else.")
+	var p kmspolicy.Params
+	fs.StringVar(&p.AccountID, "account", "", "AWS account id that owns the key and the role")
+	fs.StringVar(&p.RoleName, "role", "", "name of the EC2 instance role")
+	fs.StringVar(&p.RoleARN, "role-arn", "", "full ARN of the EC2 instance role (instead of --role)")
+	fs.StringVar(&p.PCR0, "pcr0", "", "PCR0 of the enclave image (tmkms-nitro-helper pcr --eif, or nitro-cli build-enclave)")
+	fs.StringVar(&p.PCR4, "pcr4", "", "PCR4 of the parent instance (tmkms-nitro-helper pcr --instance-id)")
+	fs.StringVar(&p.PCR3, "pcr3", "", "optional PCR3 (parent instance role)")
+	fs.StringVar(&p.PCR8, "pcr8", "", "optional PCR8 (enclave image signing certificate)")
+	fs.BoolVar(&p.Debug, "debug", false, "pin the all-zero PCR0 of an enclave run with --debug-mode (never for production)")
+	fs.BoolVar(&p.NoDeny, "no-deny", false, "omit the explicit Deny statements (the seed guide's policy verbatim; weaker)")
+	fs.StringVar(&p.Partition, "partition", "", "AWS partition (default aws)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	pol, err := kmspolicy.Seed(p)
+	if err != nil {
+		return withHint(err, "see 'tmkms-nitro-helper policy -h'")
+	}
+	out, err := kmspolicy.Marshal(pol)
+	if err != nil {
+		return err
+	}
+	_, err = env.Stdout.Write(append(out, '\n'))
+	return err
+}
