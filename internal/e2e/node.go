@@ -278,3 +278,13 @@ func mustHex(s string) []byte {
 	b, _ := hex.DecodeString(s)
 	return b
 }
+
+// lastHeightFromLogs returns the last "committed state" height in the log.
+func (n *Node) lastHeightFromLogs() (int64, error) {
+	re := regexp.MustCompile(`committed state\s+height=(\d+)`)
+	m := re.FindAllStringSubmatch(n.Logs(), -1)
+	if len(m) == 0 {
+		return 0, errors.New("no committed height in the log")
+	}
+	return strconv.ParseInt(m[len(m)-1][1], 10, 64)
+}

@@ -87,3 +87,43 @@ func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// TestNodeRestart kills the node mid-chain and starts it again: the signer
+// notices, redials, and the chain goes on with no refusal, because the
+// restarted node asks again for what the signer already signed only with
+// the same sign bytes (timestamps aside).
+func TestNodeRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs CometBFT node binaries")
+	}
+	const version = "v0.38.26"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin, err := Binary(ctx, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := signer.GenerateEd25519()
+	sock := filepath.Join(t.TempDir(), "pv.sock")
+	node := InitNode(t, bin, NodeConfig{Version: version, Laddr: "unix://" + sock, PubKey: key.PubKey(), VoteExtensionsHeight: 2})
+	s := StartSigner(t, "unix://"+sock, node.ChainID, key, privval.Auto)
+	node.Start(t, bin)
+	if err := node.WaitHeight(ctx, 4); err != nil {
+		t.Fatalf("%v\n%s", err, tail(node.Logs(), 30))
+	}
+	node.Stop()
+	before, _ := node.lastHeightFromLogs()
+	os.Remove(sock) // a killed node leaves its socket behind and cannot bind it again
+	node.Start(t, bin)
+	if err := node.WaitHeight(ctx, before+4); err != nil {
+		t.Fatalf("after restart: %v\n%s", err, tail(node.Logs(), 30))
+	}
+	for h := before + 1; h < before+4; h++ {
+		if err := node.VerifyCommit(ctx, h, key.PubKey()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Contains(s.Logs.String(), "refused to sign") {
+		t.Fatalf("the signer refused a request of an honest restarted node:\n%s", s.Logs)
+	}
+}

@@ -37,7 +37,7 @@ var errTorn = errors.New("slot checksum mismatch (torn or damaged write)")
 
 // encodeSlot writes state with sequence number seq into a slot-sized buffer.
 func encodeSlot(buf []byte, seq uint64, s State) error {
-	payload, err := marshalState(s)
+	payload, err := MarshalState(s)
 	if err != nil {
 		return err
 	}
@@ -62,14 +62,15 @@ func decodeSlot(buf []byte) (uint64, State, error) {
 	if n > maxPayload {
 		return 0, State{}, fmt.Errorf("payload length %d exceeds %d", n, maxPayload)
 	}
-	s, err := unmarshalState(buf[headerSize : headerSize+n])
+	s, err := UnmarshalState(buf[headerSize : headerSize+n])
 	return binary.BigEndian.Uint64(buf[16:]), s, err
 }
 
-// marshalState encodes: height i64, round i32, step i8, block hash (u8 len),
-// parts total u32, parts hash (u8 len), sign bytes (u16 len), signature
-// (u8 len).
-func marshalState(s State) ([]byte, error) {
+// MarshalState encodes a state as the payload of a state-file slot, which
+// is also how it travels between enclave and host: height i64, round i32,
+// step i8, block hash (u8 len), parts total u32, parts hash (u8 len), sign
+// bytes (u16 len), signature (u8 len).
+func MarshalState(s State) ([]byte, error) {
 	if len(s.BlockID.Hash) > maxHashSize || len(s.BlockID.PartsHash) > maxHashSize || len(s.Signature) > maxSigSize {
 		return nil, errors.New("signstate: state has an oversized field")
 	}
@@ -127,7 +128,9 @@ func at(b []byte, i int) byte {
 	return 0
 }
 
-func unmarshalState(b []byte) (State, error) {
+// UnmarshalState decodes MarshalState's encoding, refusing anything no
+// signer could have written.
+func UnmarshalState(b []byte) (State, error) {
 	r := &reader{b: b}
 	var s State
 	s.Height = int64(r.u64())
@@ -144,7 +147,10 @@ func unmarshalState(b []byte) (State, error) {
 	if len(r.b) != 0 {
 		return State{}, errors.New("trailing bytes in payload")
 	}
-	return s, validate(s)
+	if err := validate(s); err != nil {
+		return State{}, err
+	}
+	return s, nil
 }
 
 func clone(b []byte) []byte {
