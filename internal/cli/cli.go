@@ -29,6 +29,8 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"demo":               {"run a local validator whose key the signer holds, and watch it sign (no AWS needed)", runDemo},
+		"kms-emulator":       {"run a local AWS-compatible KMS (JSON 1.1 over TLS, SigV4, key policies, Recipient)", runKMSEmulator},
+		"local":              {"local mode: init and start the whole system on this machine, without Nitro or AWS", runLocal},
 		"pcr":                {"print PCR values: PCR4 of an instance, PCR3 of a role, PCR0-2 of an EIF", runPCR},
 		"policy":             {"print the KMS key policy that releases the key only to the enclave", runPolicy},
 		"verify-attestation": {"verify a Nitro attestation document and print what it attests", runVerifyAttestation},

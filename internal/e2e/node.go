@@ -40,6 +40,7 @@ type Node struct {
 	Home    string
 	ChainID string
 	RPC     string
+	cfg     NodeConfig
 	cmd     *exec.Cmd
 	done    chan struct{}
 	log     *os.File
@@ -75,8 +76,34 @@ func InitNode(t testing.TB, bin string, cfg NodeConfig) *Node {
 		"prometheus":                      "false",
 		"double_sign_check_height":        "0",
 	})
-	n.ChainID = editGenesis(t, filepath.Join(home, "config", "genesis.json"), cfg)
+	n.cfg = cfg
+	if cfg.PubKey != nil {
+		n.ChainID = editGenesis(t, filepath.Join(home, "config", "genesis.json"), cfg)
+	} else {
+		n.ChainID = readChainID(t, filepath.Join(home, "config", "genesis.json"))
+	}
 	return n
+}
+
+// SetValidator puts pk into the genesis, for keys made after InitNode
+// (local init needs the chain id first).
+func (n *Node) SetValidator(t testing.TB, pk crypto.PubKey) {
+	n.cfg.PubKey = pk
+	editGenesis(t, filepath.Join(n.Home, "config", "genesis.json"), n.cfg)
+}
+
+func readChainID(t testing.TB, path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		ChainID string `json:"chain_id"`
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	return g.ChainID
 }
 
 // editConfig rewrites "key = value" lines; a key containing " = " matches a

@@ -41,6 +41,12 @@ func (o Options) withDefaults() Options {
 // ServeConn answers requests on conn until the connection fails, a request
 // breaks the protocol, or ctx ends. It closes conn and returns why it ended.
 func (h *Handler) ServeConn(ctx context.Context, conn net.Conn, opts Options) error {
+	_, err := h.serveConn(ctx, conn, opts)
+	return err
+}
+
+// serveConn is ServeConn that also counts the requests answered.
+func (h *Handler) serveConn(ctx context.Context, conn net.Conn, opts Options) (served int, err error) {
 	opts = opts.withDefaults()
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -49,26 +55,27 @@ func (h *Handler) ServeConn(ctx context.Context, conn net.Conn, opts Options) er
 	var out []byte
 	for {
 		if err := conn.SetReadDeadline(time.Now().Add(opts.IdleTimeout)); err != nil {
-			return fmt.Errorf("failed to set read deadline: %w", err)
+			return served, fmt.Errorf("failed to set read deadline: %w", err)
 		}
 		body, err := readFrame(r, opts.MaxMessageSize)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return served, ctx.Err()
 			}
-			return err
+			return served, err
 		}
 		resp, err := h.Handle(ctx, body)
 		if err != nil {
-			return err
+			return served, err
 		}
 		out = appendFrame(out[:0], resp)
 		if err := conn.SetWriteDeadline(time.Now().Add(opts.WriteTimeout)); err != nil {
-			return fmt.Errorf("failed to set write deadline: %w", err)
+			return served, fmt.Errorf("failed to set write deadline: %w", err)
 		}
 		if _, err := conn.Write(out); err != nil {
-			return fmt.Errorf("failed to write response: %w", err)
+			return served, fmt.Errorf("failed to write response: %w", err)
 		}
+		served++
 	}
 }
 
@@ -99,18 +106,24 @@ func (h *Handler) Run(ctx context.Context, dial Dialer, opts Options) error {
 				h.log.Warn("cannot reach the validator, retrying", "err", err, "attempts", failures)
 			}
 		} else {
-			if failures > 0 {
-				h.log.Info("connected to the validator", "remote", conn.RemoteAddr(), "after_attempts", failures+1)
-			} else {
+			if failures == 0 {
 				h.log.Info("connected to the validator", "remote", conn.RemoteAddr())
 			}
-			failures, backoff = 0, minBackoff
-			err := h.ServeConn(ctx, conn, opts)
+			served, err := h.serveConn(ctx, conn, opts)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			h.logDisconnect(err)
-			continue // the node is re-listening already: redial at once
+			if served > 0 {
+				h.logDisconnect(err)
+				failures, backoff = 0, minBackoff
+				continue // the node is re-listening already: redial at once
+			}
+			// Closed before any request: a proxy that could not reach the
+			// node, or a node going down. Back off as for a failed dial.
+			failures++
+			if failures == 1 || failures%20 == 0 {
+				h.log.Warn("the validator connection closed before any request, retrying", "err", err, "attempts", failures)
+			}
 		}
 		if !sleep(ctx, jitter(backoff)) {
 			return ctx.Err()

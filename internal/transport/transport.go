@@ -117,11 +117,17 @@ func dialSecret(ctx context.Context, a Addr, identity crypto.PrivKey) (net.Conn,
 	if err != nil {
 		return nil, err
 	}
+	return Secure(ctx, c, identity, a.NodeID)
+}
+
+// Secure runs the SecretConnection handshake on c and, when nodeID is not
+// empty, refuses a peer with another identity. It closes c on failure.
+func Secure(ctx context.Context, c net.Conn, identity crypto.PrivKey, nodeID string) (net.Conn, error) {
 	sc, err := Handshake(ctx, c, identity)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkPeer(a.NodeID, sc.RemotePubKey()); err != nil {
+	if err := checkPeer(nodeID, sc.RemotePubKey()); err != nil {
 		sc.Close()
 		return nil, err
 	}
@@ -164,4 +170,15 @@ func checkPeer(want string, got crypto.PubKey) error {
 		return fmt.Errorf("transport: %w: expected node %s, peer is %s", ErrPeerMismatch, want, NodeID(got))
 	}
 	return nil
+}
+
+// Port returns the address of port on a host whose base address is base:
+// the same CID for vsock (vsock://3 → vsock://3:port), and a socket file in
+// the base directory for unix (unix:///dir → unix:///dir/port-N.sock), which
+// is how local mode stands in for vsock.
+func Port(base Addr, port uint32) Addr {
+	if base.Scheme == "unix" {
+		return Addr{Scheme: "unix", Path: fmt.Sprintf("%s/port-%d.sock", strings.TrimRight(base.Path, "/"), port)}
+	}
+	return Addr{Scheme: base.Scheme, CID: base.CID, Port: port, Host: base.Host}
 }

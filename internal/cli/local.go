@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
+)
+
+const enclaveHint = "build it next to this program: go build -o \"$(dirname \"$(command -v tmkms-nitro-helper)\")\" ./cmd/tmkms-nitro-enclave\nor pass --enclave PATH"
+
+func runLocal(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "init":
+			return runLocalInit(ctx, env, args[1:])
+		case "start":
+			return runLocalStart(ctx, env, args[1:])
+		}
+	}
+	fmt.Fprintf(env.Stderr, "Usage: %s local init|start [flags]\n\nLocal mode runs the enclave as a process, with unix sockets for vsock, a software NSM and a local KMS.\n", prog)
+	return errUsage
+}
+
+func runLocalInit(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "local init", "--home DIR --chain-id ID [flags]",
+		"Creates a local validator signer in DIR: a local KMS whose key policy pins the enclave binary's PCR0,\n"+
+			"keys generated inside the (local) enclave and sealed by that KMS, tmkms.toml and state/. Prints the\n"+
+			"consensus public key and writes it to DIR/pubkey.json as CometBFT JSON.")
+	o := localmode.InitOptions{Log: newLogger(env, false)}
+	fs.StringVar(&o.Home, "home", "", "directory for the signer's files (required)")
+	fs.StringVar(&o.ChainID, "chain-id", "", "the chain to sign for (required)")
+	fs.StringVar(&o.Address, "address", "", "the validator's priv_validator_laddr (default unix://DIR/privval.sock)")
+	fs.StringVar(&o.Enclave, "enclave", "", "path of tmkms-nitro-enclave (default: next to this program, or on $PATH)")
+	fs.BoolVar(&o.Force, "force", false, "replace existing keys (the old key is lost)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if o.Home == "" || o.ChainID == "" {
+		fs.Usage()
+		return errUsage
+	}
+	res, err := localmode.Init(ctx, o)
+	if err != nil {
+		return hintFor(err)
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s\n", res.ConfigPath)
+	fmt.Fprintf(env.Stdout, "consensus public key: %s\n", pubkey.JSON(res.PubKey))
+	fmt.Fprintf(env.Stdout, "validator address: %s\n", pubkey.Address(res.PubKey))
+	return nil
+}
+
+func runLocalStart(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "local start", "--home DIR [--address URL]",
+		"Runs the local KMS, the enclave (as a child process, restarted if it dies) and the helper until\n"+
+			"SIGINT/SIGTERM. Point the node's priv_validator_laddr at the address in DIR/tmkms.toml.")
+	o := localmode.StartOptions{}
+	fs.StringVar(&o.Home, "home", "", "directory made by 'local init' (required)")
+	fs.StringVar(&o.Address, "address", "", "the validator's priv_validator_laddr, overriding tmkms.toml")
+	fs.StringVar(&o.Enclave, "enclave", "", "path of tmkms-nitro-enclave (default: next to this program, or on $PATH)")
+	jsonLogs := fs.Bool("log-json", false, "log JSON instead of text")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if o.Home == "" {
+		fs.Usage()
+		return errUsage
+	}
+	o.Log = newLogger(env, *jsonLogs)
+	o.Configured = func(c *enclaveproto.Configured) {
+		o.Log.Info("the enclave is configured and signing", "consensus_pubkey", pubkey.JSON(c.ConsensusPubKey))
+	}
+	return hintFor(localmode.Start(ctx, o))
+}
+
+func newLogger(env *Env, json bool) *slog.Logger {
+	if json {
+		return slog.New(slog.NewJSONHandler(env.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(env.Stderr, nil))
+}
+
+// hintFor adds advice to the errors operators meet first.
+func hintFor(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, localmode.ErrNoEnclaveBinary):
+		return withHint(err, enclaveHint)
+	}
+	return err
+}

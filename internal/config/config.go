@@ -1,0 +1,241 @@
+// Package config reads and writes tmkms.toml, the host helper's
+// configuration. It accepts every file tmkms-light's nitro helper accepts
+// (same keys, same types, max_height as a string or an integer) plus a few
+// optional settings of ours, each documented on Config.
+//
+// Decoding is strict: an unknown key, a value of the wrong type or a value
+// out of range is an error naming the key (and its line when known), and
+// all problems are reported at once. The file is trusted only as far as
+// the operator is: it is validated, never executed.
+//
+// The package must never put a secret in an error or in formatted output:
+// the [credentials] secret key and session token are redacted from
+// Config's and Credentials' fmt, slog and JSON output, and decoding errors
+// about them never quote their value or their line.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Defaults, tmkms-light's where it has one.
+const (
+	DefaultEnclaveCID       = 15
+	DefaultConfigPort       = 5050 // enclave listens: config push, key generation
+	DefaultStatePort        = 5555 // host listens: double-sign state
+	DefaultValidatorPort    = 5000 // host listens: privval bridge (enclave_tendermint_conn)
+	DefaultLogPort          = 6050 // host listens: enclave logs (tmkms-light's log_server_port)
+	DefaultProtocolVersion  = "auto"
+	DefaultMaxMessageSize   = 64 << 10
+	MaxMaxMessageSize       = 4 << 20
+	MinMaxMessageSize       = 1 << 10
+	DefaultLogFormat        = "text"
+	MaxChainIDLen           = 50        // CometBFT's limit
+	maxFileSize             = 256 << 10 // tmkms.toml is about 2 KiB
+	defaultAddress          = "unix:///tmp/validator.socket"
+	defaultChainID          = "testchain-1"
+	defaultConsensusKeyPath = "secrets/secret.key"
+	defaultIDKeyPath        = "secrets/id.key"
+	defaultStatePath        = "state/priv_validator_state.json"
+)
+
+// Config is a parsed tmkms.toml. Field comments give the TOML key.
+type Config struct {
+	// address: the validator's privval listener, unix:///path or
+	// tcp://[node_id@]host:port; node_id (40 hex digits) pins the node's
+	// SecretConnection key.
+	Address string
+	// chain_id: the only chain the enclave signs for.
+	ChainID string
+	// max_height: refuse to sign above this height; 0 means no limit.
+	MaxHeight int64
+	// sealed_consensus_key_path: the KMS-sealed consensus key.
+	SealedConsensusKeyPath string
+	// sealed_id_key_path: the KMS-sealed SecretConnection identity key;
+	// required for tcp:// addresses, ignored otherwise.
+	SealedIDKeyPath string
+	// state_file_path: the double-sign state file.
+	StateFilePath string
+	// enclave_config_cid: the enclave's vsock CID (the start command's
+	// --cid flag overrides it).
+	EnclaveConfigCID uint32
+	// enclave_config_port, enclave_state_port, enclave_tendermint_conn:
+	// vsock ports of the config, state and validator channels.
+	EnclaveConfigPort     uint32
+	EnclaveStatePort      uint32
+	EnclaveTendermintConn uint32
+	// enclave_log_port (ours): the host port the enclave ships logs to,
+	// default 6050 like tmkms-light's enclave.toml log_server_port.
+	EnclaveLogPort uint32
+	// aws_region: the KMS region.
+	AWSRegion string
+	// [credentials]: static AWS credentials; nil means the instance role
+	// through IMDSv2, which is preferred.
+	Credentials *Credentials
+	// kms_key_id (ours, optional): pins the KMS key allowed to unseal.
+	// Optional because the sealed key file records its key; when set, a
+	// sealed key naming another key is refused.
+	KMSKeyID string
+	// protocol_version (ours): the CometBFT privval dialect: auto (the
+	// default, detected from the node's requests), v0.34, v0.37, v0.38,
+	// v0.39, v0.40 or v1.0.
+	ProtocolVersion string
+	// max_message_size (ours): the largest privval message accepted, in
+	// bytes (MinMaxMessageSize to MaxMaxMessageSize, default 64 KiB).
+	MaxMessageSize int
+	// metrics_address (ours, optional): host:port for Prometheus metrics,
+	// e.g. 127.0.0.1:9100; empty disables metrics.
+	MetricsAddress string
+	// log_format (ours): "text" or "json".
+	LogFormat string
+	// allow_missing_state (ours): start with an empty double-sign state
+	// when the state file is missing. tmkms-light did so silently, which
+	// lets anyone who can delete the file roll the guard back; we refuse
+	// unless this is set (for a brand-new validator).
+	AllowMissingState bool
+}
+
+// Credentials are static AWS credentials from the [credentials] table.
+// SecretKey and SessionToken never appear in formatted output (redact.go).
+type Credentials struct {
+	KeyID        string // aws_key_id
+	SecretKey    string // aws_secret_key
+	SessionToken string // aws_session_token, optional (IAM user keys have none)
+}
+
+// Error kinds; every error from this package wraps one (via FieldError).
+var (
+	ErrSyntax     = errors.New("syntax error")
+	ErrUnknownKey = errors.New("unknown key")
+	ErrType       = errors.New("wrong type")
+	ErrInvalid    = errors.New("invalid value")
+)
+
+// FieldError is one problem with the file. Several are joined with
+// errors.Join when a file has several problems.
+type FieldError struct {
+	File string // set by Load
+	Line int    // 1-based; 0 when unknown (validation happens after parsing)
+	Key  string // dotted TOML key, e.g. "credentials.aws_key_id"; "" for syntax errors
+	Kind error  // ErrSyntax, ErrUnknownKey, ErrType or ErrInvalid
+	Msg  string // what is wrong; never a secret's value
+}
+
+func (e *FieldError) Error() string {
+	s := "config: "
+	switch {
+	case e.File != "" && e.Line > 0:
+		s += fmt.Sprintf("%s:%d: ", e.File, e.Line)
+	case e.File != "":
+		s += e.File + ": "
+	case e.Line > 0:
+		s += fmt.Sprintf("line %d: ", e.Line)
+	}
+	if e.Key != "" {
+		s += e.Key + ": "
+	}
+	return s + e.Msg
+}
+
+func (e *FieldError) Unwrap() error { return e.Kind }
+
+// Load reads, decodes and validates the file at path. Relative paths in it
+// are resolved against the file's directory, not the working directory as
+// tmkms-light did: the seed's systemd unit sets WorkingDirectory to the
+// config's directory, so both agree there, and ours does not depend on how
+// the helper was started.
+func Load(path string) (*Config, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config: failed to resolve %s: %w", path, err)
+	}
+	return parse(data, dir, path)
+}
+
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: failed to read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: failed to read %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// Parse decodes and validates a tmkms.toml document. Relative paths are
+// joined to dir unless dir is empty.
+func Parse(data []byte, dir string) (*Config, error) {
+	return parse(data, dir, "")
+}
+
+func parse(data []byte, dir, file string) (*Config, error) {
+	if len(data) > maxFileSize {
+		return nil, &FieldError{File: file, Kind: ErrInvalid,
+			Msg: fmt.Sprintf("file is %d bytes, larger than the %d allowed; is it the right file?", len(data), maxFileSize)}
+	}
+	c, err := decode(data)
+	if err == nil {
+		c.resolvePaths(dir)
+		err = c.Validate()
+	}
+	if err != nil {
+		setFile(err, file)
+		return nil, err
+	}
+	return c, nil
+}
+
+// setFile records the file name in every FieldError of err.
+func setFile(err error, file string) {
+	if fe, ok := err.(*FieldError); ok {
+		fe.File = file
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			setFile(e, file)
+		}
+	}
+}
+
+func (c *Config) resolvePaths(dir string) {
+	if dir == "" {
+		return
+	}
+	for _, p := range []*string{&c.SealedConsensusKeyPath, &c.SealedIDKeyPath, &c.StateFilePath} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// Default returns the configuration init writes: tmkms-light's defaults
+// with region, and our settings at their defaults.
+func Default(region string) *Config {
+	return &Config{
+		Address:                defaultAddress,
+		ChainID:                defaultChainID,
+		SealedConsensusKeyPath: defaultConsensusKeyPath,
+		SealedIDKeyPath:        defaultIDKeyPath,
+		StateFilePath:          defaultStatePath,
+		EnclaveConfigCID:       DefaultEnclaveCID,
+		EnclaveConfigPort:      DefaultConfigPort,
+		EnclaveStatePort:       DefaultStatePort,
+		EnclaveTendermintConn:  DefaultValidatorPort,
+		EnclaveLogPort:         DefaultLogPort,
+		AWSRegion:              region,
+		ProtocolVersion:        DefaultProtocolVersion,
+		MaxMessageSize:         DefaultMaxMessageSize,
+		LogFormat:              DefaultLogFormat,
+	}
+}

@@ -1,0 +1,279 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// file is tmkms.toml as go-toml sees it. Types follow tmkms-light's
+// NitroSignOpt (u32 ports), so a value it refuses we refuse too.
+type file struct {
+	Address                string           `toml:"address"`
+	ChainID                string           `toml:"chain_id"`
+	MaxHeight              any              `toml:"max_height"` // tendermint Height: a string; we also take an integer
+	SealedConsensusKeyPath string           `toml:"sealed_consensus_key_path"`
+	SealedIDKeyPath        string           `toml:"sealed_id_key_path"`
+	StateFilePath          string           `toml:"state_file_path"`
+	EnclaveConfigCID       uint32           `toml:"enclave_config_cid"`
+	EnclaveConfigPort      uint32           `toml:"enclave_config_port"`
+	EnclaveStatePort       uint32           `toml:"enclave_state_port"`
+	EnclaveTendermintConn  uint32           `toml:"enclave_tendermint_conn"`
+	EnclaveLogPort         uint32           `toml:"enclave_log_port"`
+	AWSRegion              string           `toml:"aws_region"`
+	Credentials            *fileCredentials `toml:"credentials"`
+	KMSKeyID               string           `toml:"kms_key_id"`
+	ProtocolVersion        string           `toml:"protocol_version"`
+	MaxMessageSize         int              `toml:"max_message_size"`
+	MetricsAddress         string           `toml:"metrics_address"`
+	LogFormat              string           `toml:"log_format"`
+	AllowMissingState      bool             `toml:"allow_missing_state"`
+}
+
+type fileCredentials struct {
+	KeyID        string `toml:"aws_key_id"`
+	SecretKey    string `toml:"aws_secret_key"`
+	SessionToken string `toml:"aws_session_token"`
+}
+
+// keyType describes the value key expects, for type errors; ok is false
+// for unknown keys.
+func keyType(key string) (want string, ok bool) {
+	switch key {
+	case "address", "chain_id", "sealed_consensus_key_path", "sealed_id_key_path",
+		"state_file_path", "aws_region", "credentials.aws_key_id", "credentials.aws_secret_key",
+		"credentials.aws_session_token", "kms_key_id", "protocol_version", "metrics_address", "log_format":
+		return "a string", true
+	case "enclave_config_cid", "enclave_config_port", "enclave_state_port", "enclave_tendermint_conn", "enclave_log_port":
+		return "an integer from 0 to 4294967295", true
+	case "max_height":
+		return "a positive integer, or a string holding one", true
+	case "max_message_size":
+		return "an integer", true
+	case "allow_missing_state":
+		return "true or false", true
+	case "credentials":
+		return "a table", true
+	}
+	return "", false
+}
+
+// knownKeys lists every key, for typo suggestions.
+func knownKeys() []string {
+	return []string{
+		"address", "chain_id", "max_height", "sealed_consensus_key_path", "sealed_id_key_path",
+		"state_file_path", "enclave_config_cid", "enclave_config_port", "enclave_state_port",
+		"enclave_tendermint_conn", "enclave_log_port", "aws_region", "credentials",
+		"credentials.aws_key_id", "credentials.aws_secret_key", "credentials.aws_session_token",
+		"kms_key_id", "protocol_version", "max_message_size", "metrics_address", "log_format",
+		"allow_missing_state",
+	}
+}
+
+// decode parses data into a Config with defaults for absent keys.
+func decode(data []byte) (*Config, error) {
+	f := file{
+		EnclaveConfigCID:      DefaultEnclaveCID,
+		EnclaveConfigPort:     DefaultConfigPort,
+		EnclaveStatePort:      DefaultStatePort,
+		EnclaveTendermintConn: DefaultValidatorPort,
+		EnclaveLogPort:        DefaultLogPort,
+		ProtocolVersion:       DefaultProtocolVersion,
+		MaxMessageSize:        DefaultMaxMessageSize,
+		LogFormat:             DefaultLogFormat,
+	}
+	if err := precheck(data); err != nil {
+		return nil, err
+	}
+	d := toml.NewDecoder(bytes.NewReader(data))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&f); err != nil {
+		return nil, translate(data, err)
+	}
+	h, err := maxHeight(f.MaxHeight)
+	if err != nil {
+		return nil, err
+	}
+	return f.config(h), nil
+}
+
+func (f *file) config(maxHeight int64) *Config {
+	c := &Config{
+		Address: f.Address, ChainID: f.ChainID, MaxHeight: maxHeight,
+		SealedConsensusKeyPath: f.SealedConsensusKeyPath, SealedIDKeyPath: f.SealedIDKeyPath,
+		StateFilePath: f.StateFilePath, EnclaveConfigCID: f.EnclaveConfigCID,
+		EnclaveConfigPort: f.EnclaveConfigPort, EnclaveStatePort: f.EnclaveStatePort,
+		EnclaveTendermintConn: f.EnclaveTendermintConn, EnclaveLogPort: f.EnclaveLogPort,
+		AWSRegion: f.AWSRegion, KMSKeyID: f.KMSKeyID, ProtocolVersion: f.ProtocolVersion,
+		MaxMessageSize: f.MaxMessageSize, MetricsAddress: f.MetricsAddress,
+		LogFormat: f.LogFormat, AllowMissingState: f.AllowMissingState,
+	}
+	if f.Credentials != nil {
+		c.Credentials = &Credentials{f.Credentials.KeyID, f.Credentials.SecretKey, f.Credentials.SessionToken}
+	}
+	return c
+}
+
+// maxHeight converts max_height, absent (nil) meaning no limit.
+func maxHeight(v any) (int64, error) {
+	bad := func(msg string) error {
+		return &FieldError{Key: "max_height", Kind: ErrInvalid, Msg: msg + " (remove the key for no limit)"}
+	}
+	var h int64
+	switch v := v.(type) {
+	case nil:
+		return 0, nil
+	case int64:
+		h = v
+	case string:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, bad(fmt.Sprintf("%q is not a decimal integer", v))
+		}
+		h = n
+	default:
+		want, _ := keyType("max_height")
+		return 0, &FieldError{Key: "max_height", Kind: ErrType, Msg: "want " + want}
+	}
+	if h <= 0 {
+		return 0, bad(fmt.Sprintf("must be positive, got %d", h))
+	}
+	return h, nil
+}
+
+// translate turns go-toml's errors into FieldErrors that name the key in
+// TOML terms (not Go types) and never show a secret.
+func translate(data []byte, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		errs := make([]error, len(strict.Errors))
+		for i := range strict.Errors {
+			errs[i] = unknownKey(&strict.Errors[i])
+		}
+		return errors.Join(errs...)
+	}
+	var de *toml.DecodeError
+	if !errors.As(err, &de) {
+		if bytes.Contains(data, []byte("credentials")) {
+			return &FieldError{Kind: ErrSyntax, Msg: "invalid TOML (details withheld: the file holds credentials)"}
+		}
+		return &FieldError{Kind: ErrSyntax, Msg: err.Error()}
+	}
+	line, _ := de.Position()
+	key := strings.Join(de.Key(), ".")
+	msg := strings.TrimPrefix(de.Error(), "toml: ")
+	switch want, known := keyType(key); {
+	case known && strings.Contains(msg, "already defined"):
+		return &FieldError{Line: line, Key: key, Kind: ErrSyntax, Msg: "set more than once"}
+	case known && strings.Contains(msg, "cannot be stored"):
+		return &FieldError{Line: line, Key: key, Kind: ErrType, Msg: "out of range: want " + want}
+	case known:
+		return &FieldError{Line: line, Key: key, Kind: ErrType, Msg: "want " + want}
+	case inCredentials(data, line):
+		// go-toml's message may quote the offending text: the secret.
+		return &FieldError{Line: line, Kind: ErrSyntax, Msg: "invalid TOML in [credentials] (details withheld: the line may hold a secret)"}
+	}
+	return &FieldError{Line: line, Key: key, Kind: ErrSyntax, Msg: msg}
+}
+
+// maxUnknownKeys bounds the unknown keys reported one by one. go-toml
+// rescans the document for each to find its line, which is quadratic.
+const maxUnknownKeys = 10
+
+// precheck refuses a document with many unknown keys before the strict
+// decode, listing a few of them.
+func precheck(data []byte) error {
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		return translate(data, err)
+	}
+	var unknown []string
+	for k, v := range doc {
+		if _, ok := keyType(k); !ok {
+			unknown = append(unknown, k)
+		}
+		if creds, ok := v.(map[string]any); ok && k == "credentials" {
+			for ck := range creds {
+				if _, ok := keyType("credentials." + ck); !ok {
+					unknown = append(unknown, "credentials."+ck)
+				}
+			}
+		}
+	}
+	if len(unknown) <= maxUnknownKeys {
+		return nil
+	}
+	slices.Sort(unknown)
+	return &FieldError{Key: unknown[0], Kind: ErrUnknownKey, Msg: fmt.Sprintf(
+		"unknown key, and %d more (%s, …); is this a tmkms.toml?", len(unknown)-1, strings.Join(unknown[1:4], ", "))}
+}
+
+func unknownKey(e *toml.DecodeError) error {
+	line, _ := e.Position()
+	key := strings.Join(e.Key(), ".")
+	msg := "unknown key"
+	if s := suggest(key); s != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	return &FieldError{Line: line, Key: key, Kind: ErrUnknownKey, Msg: msg}
+}
+
+// inCredentials reports whether 1-based line of data is in, or opens, the
+// credentials table, or names a secret key.
+func inCredentials(data []byte, line int) bool {
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) {
+		return true // cannot tell: be safe
+	}
+	l := lines[line-1]
+	if strings.Contains(l, "credentials") || strings.Contains(l, "aws_secret_key") || strings.Contains(l, "aws_session_token") {
+		return true
+	}
+	for i := line - 1; i >= 0; i-- {
+		if t := strings.TrimSpace(lines[i]); strings.HasPrefix(t, "[") {
+			return strings.Contains(t, "credentials")
+		}
+	}
+	return false
+}
+
+// suggest returns the known key closest to key if it is a likely typo.
+func suggest(key string) string {
+	best, bestDist := "", 3
+	for _, k := range knownKeys() {
+		if d := distance(key, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance between a and b, bounded for
+// fuzzed input by giving up on long keys.
+func distance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 99
+	}
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			sub := prev[j-1]
+			if a[i-1] != b[j-1] {
+				sub++
+			}
+			cur[j] = min(sub, prev[j]+1, cur[j-1]+1)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}

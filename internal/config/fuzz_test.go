@@ -1,0 +1,62 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// FuzzLoad checks that any document either parses into a Config that
+// Marshal writes back identically, or fails with FieldErrors only, none
+// of them unclear (no key and no line).
+func FuzzLoad(f *testing.F) {
+	paths, _ := filepath.Glob(filepath.Join("testdata", "*.toml*"))
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(minimal + "[credentials]\naws_key_id = 'a'\naws_secret_key = 'b'\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, "/base")
+		if err != nil {
+			checkError(t, err)
+			return
+		}
+		out, err := Marshal(c)
+		if err != nil {
+			t.Fatalf("parsed %v but Marshal fails: %v", c, err)
+		}
+		back, err := Parse(out, "/base")
+		if err != nil {
+			t.Fatalf("Marshal output does not parse: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(back, c) {
+			t.Fatalf("round trip changed the config:\n got %#v\nwant %#v", back, c)
+		}
+	})
+}
+
+func checkError(t *testing.T, err error) {
+	t.Helper()
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var fe *FieldError
+		if !errors.As(e, &fe) {
+			t.Fatalf("error is not a *FieldError: %v", e)
+		}
+		if fe.Key == "" && fe.Line == 0 && fe.Kind != ErrSyntax {
+			t.Fatalf("error names neither a key nor a line: %v", e)
+		}
+		if fe.Msg == "" || fe.Kind == nil {
+			t.Fatalf("error without kind or message: %#v", fe)
+		}
+	}
+}

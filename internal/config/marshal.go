@@ -1,0 +1,125 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Marshal returns c as a commented tmkms.toml that Parse reads back to an
+// equal Config. It refuses an invalid c, so init never writes a file start
+// would reject. Credentials, when set, are written in clear: the caller
+// must create the file with mode 0600.
+func Marshal(c *Config) ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: refusing to write an invalid configuration: %w", err)
+	}
+	w := &writer{}
+	w.comment("tmkms.toml: configuration of tmkms-nitro-helper; tmkms-light's nitro-mode files work unchanged.")
+	w.comment("Relative paths are resolved against the directory of this file.")
+	w.blank()
+	w.comment("The validator's privval listener: unix:///path, or tcp://[node_id@]host:port for a remote node")
+	w.comment("(node_id pins its SecretConnection key). Must match priv_validator_laddr in the node's config.toml.")
+	w.str("address", c.Address)
+	w.comment("The only chain the enclave signs for.")
+	w.str("chain_id", c.ChainID)
+	w.comment("Refuse to sign above this height. Unset: no limit.")
+	if c.MaxHeight > 0 {
+		w.line("max_height = %d", c.MaxHeight)
+	} else {
+		w.comment("max_height = 20000000")
+	}
+	w.blank()
+	w.comment("KMS-sealed keys: the consensus key, and the SecretConnection identity key (used for tcp:// only).")
+	w.str("sealed_consensus_key_path", c.SealedConsensusKeyPath)
+	w.optStr("sealed_id_key_path", c.SealedIDKeyPath, "secrets/id.key")
+	w.comment("Double-sign protection state, written by the host and checked by the enclave.")
+	w.str("state_file_path", c.StateFilePath)
+	w.comment("Start with an empty state when the state file is missing. Only for a brand-new validator:")
+	w.comment("with an empty state the enclave can sign again what it signed before.")
+	w.line("allow_missing_state = %t", c.AllowMissingState)
+	w.blank()
+	w.comment("The enclave's vsock CID (the --cid flag overrides it) and the vsock ports of the config,")
+	w.comment("state, validator and log channels.")
+	w.line("enclave_config_cid = %d", c.EnclaveConfigCID)
+	w.line("enclave_config_port = %d", c.EnclaveConfigPort)
+	w.line("enclave_state_port = %d", c.EnclaveStatePort)
+	w.line("enclave_tendermint_conn = %d", c.EnclaveTendermintConn)
+	w.line("enclave_log_port = %d", c.EnclaveLogPort)
+	w.blank()
+	w.comment("AWS KMS region, and the KMS key allowed to unseal (unset: the key the sealed key file names).")
+	w.str("aws_region", c.AWSRegion)
+	w.optStr("kms_key_id", c.KMSKeyID, "arn:aws:kms:<region>:<account>:key/<key id>")
+	w.blank()
+	w.comment("CometBFT privval dialect: auto, v0.34, v0.37, v0.38, v0.39, v0.40 or v1.0.")
+	w.str("protocol_version", c.ProtocolVersion)
+	w.comment(fmt.Sprintf("Largest privval message accepted, in bytes (%d to %d).", MinMaxMessageSize, MaxMaxMessageSize))
+	w.line("max_message_size = %d", c.MaxMessageSize)
+	w.comment("Prometheus metrics listener. Unset: no metrics.")
+	w.optStr("metrics_address", c.MetricsAddress, "127.0.0.1:9100")
+	w.comment("Log output: text or json.")
+	w.str("log_format", c.LogFormat)
+	w.credentials(c.Credentials)
+	return []byte(w.b.String()), nil
+}
+
+type writer struct{ b strings.Builder }
+
+func (w *writer) line(format string, args ...any) { fmt.Fprintf(&w.b, format+"\n", args...) }
+func (w *writer) comment(s string)                { w.line("# %s", s) }
+func (w *writer) blank()                          { w.b.WriteString("\n") }
+func (w *writer) str(key, v string)               { w.line("%s = %s", key, quote(v)) }
+
+// optStr writes key if set, else a commented-out example.
+func (w *writer) optStr(key, v, example string) {
+	if v == "" {
+		w.comment(key + " = " + quote(example))
+		return
+	}
+	w.str(key, v)
+}
+
+func (w *writer) credentials(c *Credentials) {
+	w.blank()
+	w.comment("Static AWS credentials. Unset (preferred): the instance role's, from IMDSv2.")
+	if c == nil {
+		w.comment("[credentials]")
+		w.comment("aws_key_id = '...'")
+		w.comment("aws_secret_key = '...'")
+		w.comment("aws_session_token = '...'")
+		return
+	}
+	w.line("[credentials]")
+	w.str("aws_key_id", c.KeyID)
+	w.str("aws_secret_key", c.SecretKey)
+	if c.SessionToken != "" {
+		w.str("aws_session_token", c.SessionToken)
+	}
+}
+
+// quote returns s as a TOML string: a literal string ('…', as the seed
+// files use) when s allows it, else a basic string with TOML escapes.
+// (strconv.Quote is not TOML: it emits \x and \a escapes.)
+func quote(s string) string {
+	literal := utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+		return r == '\'' || r == 0x7f || r < 0x20 && r != '\t'
+	})
+	if literal {
+		return "'" + s + "'"
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s { // invalid UTF-8 becomes U+FFFD; Parse only yields valid UTF-8
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			b.WriteString(`\u` + fmt.Sprintf("%04X", r))
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}

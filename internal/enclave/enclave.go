@@ -1,0 +1,161 @@
+// Package enclave is the application inside the Nitro Enclave
+// (tmkms-nitro-enclave): it answers the host's configuration requests,
+// generates and seals keys, unseals the validator key through KMS with a
+// Recipient attestation, and serves the validator's privval requests with
+// the double-sign guard, releasing a signature only after the host has
+// durably persisted the state that records it.
+//
+// It trusts nothing from the host that it can check: keys are checked
+// against the public key bound into their KMS encryption context, the KMS
+// key can be pinned, TLS to KMS terminates here against roots the image
+// carries, and host-provided state never lowers what the enclave knows.
+// Secrets never enter a log record.
+package enclave
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/kms"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
+)
+
+// Default host ports (tmkms-light's, plus the log channel).
+const (
+	DefaultConfigPort    = 5050
+	DefaultStatePort     = 5555
+	DefaultValidatorPort = 5000
+	DefaultLogPort       = 6050
+	DefaultKMSPort       = 8000
+)
+
+// Platform is what the enclave is given by the machine it runs on: vsock
+// and /dev/nsm on Nitro, unix sockets and a software NSM in local mode.
+type Platform struct {
+	// Listen accepts the host's configuration connections.
+	Listen net.Listener
+	// DialHost connects to a port on the host.
+	DialHost func(ctx context.Context, port uint32) (net.Conn, error)
+	NSM      nsm.NSM
+	// KMSDial connects to KMS (through the host's proxy); KMSRoots verify
+	// it (nil: the Amazon roots built into the binary); KMSEndpoint names
+	// it ("": kms.<region>.amazonaws.com).
+	KMSDial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	KMSRoots    *x509.CertPool
+	KMSEndpoint string
+	// Log is the local log (the console); records are also sent to the host.
+	Log *slog.Logger
+}
+
+// Enclave is the running application.
+type Enclave struct {
+	p     Platform
+	log   *slog.Logger
+	creds *kms.Credentials
+	ctx   context.Context // Run's: sessions outlive the config connection
+
+	mu      sync.Mutex
+	session *session
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, p Platform) error {
+	ship := newShipper(func(ctx context.Context) (net.Conn, error) { return p.DialHost(ctx, DefaultLogPort) })
+	go ship.run(ctx)
+	e := &Enclave{p: p, creds: kms.NewCredentials(), ctx: ctx,
+		log: slog.New(&handler{local: p.Log.Handler(), ship: ship})}
+	e.log.Info("enclave started, waiting for the host's configuration", "listen", p.Listen.Addr().String())
+	stop := context.AfterFunc(ctx, func() { p.Listen.Close() })
+	defer stop()
+	for {
+		nc, err := p.Listen.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				e.stopSession()
+				return nil
+			}
+			return fmt.Errorf("enclave: config channel: %w", err)
+		}
+		go e.serveConfig(ctx, nc)
+	}
+}
+
+// configIdle drops a configuration connection on which nothing arrives;
+// the host reconnects for each round of configuration.
+const configIdle = 2 * time.Minute
+
+func (e *Enclave) serveConfig(ctx context.Context, nc net.Conn) {
+	c := enclaveproto.NewConn(nc, enclaveproto.MaxPayload(enclaveproto.TypeConfigure))
+	defer c.Close()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, configIdle)
+		m, id, err := c.Receive(rctx)
+		cancel()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				e.log.Warn("config connection closed", "err", err)
+			}
+			return
+		}
+		resp := e.handle(ctx, m)
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = c.Send(sctx, resp, id)
+		cancel()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// handle answers one configuration request.
+func (e *Enclave) handle(ctx context.Context, m enclaveproto.Message) enclaveproto.Message {
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	switch m := m.(type) {
+	case *enclaveproto.GenerateKey:
+		return answer(e.seal(rctx, m.Region, m.KMSKeyID, m.Purpose, m.Credentials, nil))
+	case *enclaveproto.ImportKey:
+		return answer(e.seal(rctx, m.Region, m.KMSKeyID, m.Purpose, m.Credentials, []byte(m.Seed)))
+	case *enclaveproto.Configure:
+		return answer(e.configure(rctx, m))
+	case *enclaveproto.UpdateCredentials:
+		if err := e.creds.Set(awsCreds(m.Credentials)); err != nil {
+			return errorAnswer(err)
+		}
+		return &enclaveproto.Ack{}
+	}
+	return &enclaveproto.Error{Code: enclaveproto.CodeBadRequest, Message: fmt.Sprintf("%s is not a configuration request", m.Type())}
+}
+
+func answer[T enclaveproto.Message](m T, err error) enclaveproto.Message {
+	if err != nil {
+		return errorAnswer(err)
+	}
+	return m
+}
+
+// errorAnswer turns an error into the host's Error message. Messages carry
+// no secrets: errors in this program never include key material.
+func errorAnswer(err error) *enclaveproto.Error {
+	code := enclaveproto.CodeInternal
+	switch {
+	case errors.Is(err, kms.ErrAccessDenied):
+		code = enclaveproto.CodeKMSAccessDenied
+	case errors.Is(err, errBadConfig):
+		code = enclaveproto.CodeBadConfig
+	default:
+		var ke *kms.Error
+		if errors.As(err, &ke) {
+			code = enclaveproto.CodeKMS
+		}
+	}
+	return &enclaveproto.Error{Code: code, Message: err.Error()}
+}

@@ -1,0 +1,133 @@
+package enclave
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/cometbft/cometbft/crypto"
+	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/privval"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/sealedkey"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
+)
+
+var errBadConfig = errors.New("bad configuration")
+
+// session is the enclave signing for one chain.
+type session struct {
+	cfg    *enclaveproto.Configure
+	resp   *enclaveproto.Configured
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// sameAs reports whether c asks for exactly what the session does, so that
+// a restarted host can configure a running enclave again and carry on.
+func (s *session) sameAs(c *enclaveproto.Configure) bool {
+	a, b := s.cfg, c
+	return a.ChainID == b.ChainID && a.Address == b.Address && a.ProtocolVersion == b.ProtocolVersion &&
+		a.MaxMessageSize == b.MaxMessageSize && a.MaxHeight == b.MaxHeight && a.Region == b.Region && a.KMSKeyID == b.KMSKeyID &&
+		bytes.Equal(a.SealedConsensusKey, b.SealedConsensusKey) && bytes.Equal(a.SealedIdentityKey, b.SealedIdentityKey) &&
+		a.StatePort == b.StatePort && a.ValidatorPort == b.ValidatorPort && a.LogPort == b.LogPort
+}
+
+func port(p, def uint32) uint32 {
+	if p == 0 {
+		return def
+	}
+	return p
+}
+
+// configure unseals the keys, loads the state from the host and starts
+// serving the validator. Configuring a running enclave again with the same
+// settings only refreshes its credentials.
+func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*enclaveproto.Configured, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s := e.session; s != nil {
+		if !s.sameAs(c) {
+			return nil, fmt.Errorf("%w: the enclave is already signing for chain %q with other settings; restart the enclave to change them", errBadConfig, s.cfg.ChainID)
+		}
+		if err := e.creds.Set(awsCreds(c.Credentials)); err != nil {
+			return nil, err
+		}
+		return s.resp, nil
+	}
+	addr, err := transport.ParseAddr(c.Address)
+	if err != nil || (addr.Scheme != "unix" && addr.Scheme != "tcp") {
+		return nil, fmt.Errorf("%w: validator address %q must be unix:// or tcp://", errBadConfig, c.Address)
+	}
+	dialect, err := privval.ParseDialect(c.ProtocolVersion)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadConfig, err)
+	}
+	kc, err := e.kms(c.Region, c.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	key, err := e.unseal(ctx, kc, c.SealedConsensusKey, sealedkey.Consensus, c.KMSKeyID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to unseal the consensus key: %w", err)
+	}
+	resp := &enclaveproto.Configured{ConsensusPubKey: key.PubKey().Bytes()}
+	var identity crypto.PrivKey
+	if addr.Scheme == "tcp" {
+		if len(c.SealedIdentityKey) == 0 {
+			return nil, fmt.Errorf("%w: a tcp:// validator needs the sealed identity key (sealed_id_key_path)", errBadConfig)
+		}
+		id, err := e.unseal(ctx, kc, c.SealedIdentityKey, sealedkey.Identity, c.KMSKeyID)
+		if err != nil {
+			return nil, fmt.Errorf("failed to unseal the identity key: %w", err)
+		}
+		identity = cmted25519.PrivKey(ed25519.NewKeyFromSeed(id.Seed()))
+		resp.IdentityPubKey = identity.PubKey().Bytes()
+	}
+	store := &remoteStore{log: e.log, dial: func(ctx context.Context) (net.Conn, error) {
+		return e.p.DialHost(ctx, port(c.StatePort, DefaultStatePort))
+	}}
+	last, err := store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := signer.New(key, c.ChainID, last, store, signer.Options{Log: e.log})
+	sctx, cancel := context.WithCancel(e.ctx)
+	sess := &session{cfg: c, resp: resp, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(sess.done)
+		privval.NewHandler(s, dialect, e.log).Run(sctx, e.validatorDialer(addr, port(c.ValidatorPort, DefaultValidatorPort), identity),
+			privval.Options{MaxMessageSize: int(c.MaxMessageSize)})
+	}()
+	e.session = sess
+	e.log.Info("configured: signing", "chain_id", c.ChainID, "validator", c.Address, "protocol", dialect.String(),
+		"consensus_pubkey", fmt.Sprintf("%X", resp.ConsensusPubKey), "state", last.HRS())
+	return resp, nil
+}
+
+// validatorDialer reaches the validator through the host's bridge; for
+// tcp:// validators the SecretConnection runs from here to the node.
+func (e *Enclave) validatorDialer(addr transport.Addr, port uint32, identity crypto.PrivKey) privval.Dialer {
+	return func(ctx context.Context) (net.Conn, error) {
+		c, err := e.p.DialHost(ctx, port)
+		if err != nil || addr.Scheme != "tcp" {
+			return c, err
+		}
+		return transport.Secure(ctx, c, identity, addr.NodeID)
+	}
+}
+
+func (e *Enclave) stopSession() {
+	e.mu.Lock()
+	s := e.session
+	e.mu.Unlock()
+	if s != nil {
+		s.cancel()
+		<-s.done
+	}
+}

@@ -1,0 +1,136 @@
+package enclave
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+)
+
+// persistTimeout bounds one state acknowledgement: the node's own budget
+// for a signature is 5 s, and a late signature is a missed vote anyway.
+const persistTimeout = 2 * time.Second
+
+// remoteStore persists the signer's state on the host: each Save sends the
+// new state on the state channel and returns only when the host has
+// acknowledged it as durably written. A broken channel is redialed on the
+// next Save (the helper may have restarted), and the host's copy is brought
+// up to what the enclave knows before anything new is persisted.
+type remoteStore struct {
+	dial func(ctx context.Context) (net.Conn, error)
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	conn  *enclaveproto.Conn
+	known signstate.State // the highest state the host acknowledged or sent
+}
+
+// Load connects and returns the host's persisted state, which the signer
+// starts from.
+func (r *remoteStore) Load(ctx context.Context) (signstate.State, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	snap, err := r.connect(ctx)
+	if err != nil {
+		return signstate.State{}, err
+	}
+	r.known = snap
+	return snap, nil
+}
+
+// connect dials the host and reads its snapshot.
+func (r *remoteStore) connect(ctx context.Context) (signstate.State, error) {
+	nc, err := r.dial(ctx)
+	if err != nil {
+		return signstate.State{}, fmt.Errorf("failed to reach the host's state channel: %w", err)
+	}
+	c := enclaveproto.NewConn(nc, enclaveproto.MaxPayload(enclaveproto.TypeStateSnapshot))
+	m, _, err := c.Receive(ctx)
+	if err != nil {
+		c.Close()
+		return signstate.State{}, fmt.Errorf("no state snapshot from the host: %w", err)
+	}
+	snap, ok := m.(*enclaveproto.StateSnapshot)
+	if !ok || snap.Missing {
+		c.Close()
+		return signstate.State{}, errors.New("the host has no state to give: refusing to sign from an unknown state")
+	}
+	st, err := signstate.UnmarshalState(snap.Record)
+	if err != nil {
+		c.Close()
+		return signstate.State{}, fmt.Errorf("the host's state snapshot is invalid: %w", err)
+	}
+	r.conn = c
+	return st, nil
+}
+
+// Save implements signer.Store.
+func (r *remoteStore) Save(ctx context.Context, st signstate.State) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, persistTimeout)
+	defer cancel()
+	// A connection that served before may be stale (the helper restarted):
+	// one redial within the same deadline. Persisting a state twice is
+	// harmless; the host accepts an equal state.
+	for attempt := 0; ; attempt++ {
+		fresh := r.conn == nil
+		if fresh {
+			if err := r.reconnect(ctx); err != nil {
+				return err
+			}
+		}
+		err := r.send(ctx, st)
+		if err == nil {
+			r.known = st
+			return nil
+		}
+		r.conn.Close()
+		r.conn = nil
+		if fresh || attempt > 0 || ctx.Err() != nil {
+			return err
+		}
+		r.log.Warn("state channel broken, redialing the host", "err", err)
+	}
+}
+
+// reconnect redials and, when the host's copy is behind what the enclave
+// already knows (a helper restarted from an older file), persists the
+// enclave's state first: the host can never lower the enclave's state.
+func (r *remoteStore) reconnect(ctx context.Context) error {
+	snap, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
+	switch c := snap.HRS().Compare(r.known.HRS()); {
+	case c < 0:
+		r.log.Warn("the host's state is behind the enclave's; persisting the enclave's", "host", snap.HRS(), "enclave", r.known.HRS())
+		if err := r.send(ctx, r.known); err != nil {
+			r.conn.Close()
+			r.conn = nil
+			return err
+		}
+	case c > 0:
+		r.log.Warn("the host's state is ahead of the enclave's; keeping the higher one", "host", snap.HRS(), "enclave", r.known.HRS())
+		r.known = snap
+	}
+	return nil
+}
+
+func (r *remoteStore) send(ctx context.Context, st signstate.State) error {
+	rec, err := signstate.MarshalState(st)
+	if err != nil {
+		return err
+	}
+	_, err = r.conn.Call(ctx, &enclaveproto.PersistState{Record: rec, Height: st.Height, Round: st.Round, Step: int8(st.Step)})
+	if err != nil {
+		return fmt.Errorf("the host did not persist the state: %w", err)
+	}
+	return nil
+}

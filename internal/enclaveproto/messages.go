@@ -1,0 +1,177 @@
+package enclaveproto
+
+import (
+	"fmt"
+	"time"
+)
+
+// Message is one of the message types of this package. Read returns
+// pointers (*Configure, *LogRecord, …); Write takes the same.
+type Message interface {
+	Type() Type
+	// validate checks what CBOR cannot: required fields, sizes, enums.
+	validate() error
+}
+
+// normalizer is implemented by messages holding times: decoded times are
+// converted to UTC so that decode(encode(m)) == m holds exactly.
+type normalizer interface{ normalize() }
+
+// Fixed sizes.
+const (
+	PubKeySize  = 32 // ed25519 public key
+	SeedSize    = 32 // ed25519 private key seed
+	MaxChainID  = 50 // CometBFT's MaxChainIDLen
+	MaxLogAttrs = 32
+	maxErrCode  = 64
+	maxErrText  = 1024
+)
+
+// Key purposes for GenerateKey and ImportKey.
+const (
+	PurposeConsensus = "consensus" // the validator's signing key
+	PurposeIdentity  = "identity"  // the SecretConnection key for tcp:// validators
+)
+
+// Error codes for Error.Code. Codes are stable; messages are not.
+const (
+	CodeBadRequest      = "bad-request"       // message not valid in this state or on this channel
+	CodeBadConfig       = "bad-config"        // Configure refused (chain id, address, sizes)
+	CodeKMSAccessDenied = "kms-access-denied" // KMS refused Decrypt/Encrypt (policy, PCRs, credentials)
+	CodeKMS             = "kms"               // any other KMS failure
+	CodeStateRegression = "state-regression"  // state record below what the enclave already signed
+	CodeInternal        = "internal"
+)
+
+// Configure (host→enclave, config channel) starts signing: the enclave
+// unseals the keys and dials the state and validator channels. The answer
+// is Configured or Error.
+type Configure struct {
+	ChainID            string      `cbor:"chain_id"`
+	Address            string      `cbor:"address"` // validator address: unix:///… or tcp://[node_id@]host:port
+	ProtocolVersion    string      `cbor:"protocol_version"`
+	MaxMessageSize     uint32      `cbor:"max_message_size"`
+	MaxHeight          int64       `cbor:"max_height"` // 0: no limit
+	Region             string      `cbor:"region"`
+	KMSKeyID           string      `cbor:"kms_key_id"` // "": whichever key the sealed key names
+	SealedConsensusKey []byte      `cbor:"sealed_consensus_key"`
+	SealedIdentityKey  []byte      `cbor:"sealed_identity_key"` // nil for unix:// validators
+	Credentials        Credentials `cbor:"credentials"`
+	// Host ports the enclave dials. 0 means the default (5555, 5000, 6050).
+	StatePort     uint32 `cbor:"state_port"`
+	ValidatorPort uint32 `cbor:"validator_port"`
+	LogPort       uint32 `cbor:"log_port"`
+}
+
+// Configured answers Configure with the unsealed keys' public halves.
+type Configured struct {
+	ConsensusPubKey []byte `cbor:"consensus_pub_key"`
+	IdentityPubKey  []byte `cbor:"identity_pub_key"` // nil when no identity key was sent
+}
+
+// GenerateKey (host→enclave, config channel; for init) asks the enclave to
+// create a key and seal it with KMS. The answer is GeneratedKey or Error.
+type GenerateKey struct {
+	Region      string      `cbor:"region"`
+	KMSKeyID    string      `cbor:"kms_key_id"`
+	Credentials Credentials `cbor:"credentials"`
+	Purpose     string      `cbor:"purpose"`
+}
+
+// ImportKey is GenerateKey for an existing key (a migrated
+// priv_validator_key.json): the enclave seals Seed instead of a new key.
+// Seed prints redacted.
+type ImportKey struct {
+	Region      string      `cbor:"region"`
+	KMSKeyID    string      `cbor:"kms_key_id"`
+	Credentials Credentials `cbor:"credentials"`
+	Purpose     string      `cbor:"purpose"`
+	Seed        SecretBytes `cbor:"seed"`
+}
+
+// GeneratedKey answers GenerateKey and ImportKey.
+type GeneratedKey struct {
+	SealedKey   []byte `cbor:"sealed_key"`
+	PubKey      []byte `cbor:"pub_key"`
+	Attestation []byte `cbor:"attestation"` // NSM document binding PubKey; empty if none
+}
+
+// UpdateCredentials (host→enclave, config channel) replaces the AWS
+// credentials before they expire. The answer is Ack or Error.
+type UpdateCredentials struct {
+	Credentials Credentials `cbor:"credentials"`
+}
+
+// Ack is the empty success answer.
+type Ack struct{}
+
+// StateSnapshot (host→enclave) is the first message on the state channel
+// after the enclave dials: the persisted record, or Missing when the host
+// has no state file. Record is opaque here (internal/signstate's format);
+// Height/Round/Step repeat it for logging only and are not trusted.
+type StateSnapshot struct {
+	Record  []byte `cbor:"record"`
+	Height  int64  `cbor:"height"`
+	Round   int32  `cbor:"round"`
+	Step    int8   `cbor:"step"`
+	Missing bool   `cbor:"missing"`
+}
+
+// PersistState (enclave→host) asks the host to write Record durably before
+// the enclave releases a signature. The answer, with the same request id,
+// is StateAck once the record is on disk, or Error.
+type PersistState struct {
+	Record []byte `cbor:"record"`
+	Height int64  `cbor:"height"`
+	Round  int32  `cbor:"round"`
+	Step   int8   `cbor:"step"`
+}
+
+// StateAck answers PersistState: the record is durable.
+type StateAck struct{}
+
+// LogRecord (enclave→host, log channel, no answer) is one slog record.
+type LogRecord struct {
+	Time    time.Time `cbor:"time"`
+	Level   int       `cbor:"level"` // slog.Level
+	Message string    `cbor:"msg"`
+	Attrs   []Attr    `cbor:"attrs"` // at most MaxLogAttrs
+}
+
+// Attr is one log attribute, flattened to strings by the sender.
+type Attr struct {
+	_     struct{} `cbor:",toarray"`
+	Key   string
+	Value string
+}
+
+// Error is a refusal or failure, in answer to any request. Message is for
+// people and must not carry secrets; Code is for programs.
+type Error struct {
+	Code    string `cbor:"code"`
+	Message string `cbor:"msg"`
+}
+
+// Error makes a received Error usable as a Go error.
+func (e *Error) Error() string {
+	return fmt.Sprintf("enclaveproto: peer error %s: %s", e.Code, e.Message)
+}
+
+func (*Configure) Type() Type         { return TypeConfigure }
+func (*Configured) Type() Type        { return TypeConfigured }
+func (*GenerateKey) Type() Type       { return TypeGenerateKey }
+func (*ImportKey) Type() Type         { return TypeImportKey }
+func (*GeneratedKey) Type() Type      { return TypeGeneratedKey }
+func (*UpdateCredentials) Type() Type { return TypeUpdateCredentials }
+func (*Ack) Type() Type               { return TypeAck }
+func (*StateSnapshot) Type() Type     { return TypeStateSnapshot }
+func (*PersistState) Type() Type      { return TypePersistState }
+func (*StateAck) Type() Type          { return TypeStateAck }
+func (*LogRecord) Type() Type         { return TypeLogRecord }
+func (*Error) Type() Type             { return TypeError }
+
+func (c *Configure) normalize()         { c.Credentials.normalize() }
+func (g *GenerateKey) normalize()       { g.Credentials.normalize() }
+func (i *ImportKey) normalize()         { i.Credentials.normalize() }
+func (u *UpdateCredentials) normalize() { u.Credentials.normalize() }
+func (l *LogRecord) normalize()         { l.Time = l.Time.UTC() }

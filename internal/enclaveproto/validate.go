@@ -1,0 +1,115 @@
+package enclaveproto
+
+import "strings"
+
+func (c *Configure) validate() error {
+	switch {
+	case c.ChainID == "" || len(c.ChainID) > MaxChainID:
+		return invalid("chain_id must be 1 to %d bytes, got %d", MaxChainID, len(c.ChainID))
+	case c.Address == "":
+		return invalid("address is empty")
+	case c.MaxHeight < 0:
+		return invalid("max_height %d is negative", c.MaxHeight)
+	case len(c.SealedConsensusKey) == 0:
+		return invalid("sealed_consensus_key is empty")
+	}
+	return c.Credentials.validate()
+}
+
+func (c *Configured) validate() error {
+	if len(c.ConsensusPubKey) != PubKeySize {
+		return invalid("consensus_pub_key is %d bytes, want %d", len(c.ConsensusPubKey), PubKeySize)
+	}
+	if n := len(c.IdentityPubKey); n != 0 && n != PubKeySize {
+		return invalid("identity_pub_key is %d bytes, want 0 or %d", n, PubKeySize)
+	}
+	return nil
+}
+
+func (g *GenerateKey) validate() error {
+	if err := checkPurpose(g.Purpose); err != nil {
+		return err
+	}
+	return g.Credentials.validate()
+}
+
+func (i *ImportKey) validate() error {
+	if len(i.Seed) != SeedSize {
+		return invalid("seed is %d bytes, want %d", len(i.Seed), SeedSize)
+	}
+	if err := checkPurpose(i.Purpose); err != nil {
+		return err
+	}
+	return i.Credentials.validate()
+}
+
+func checkPurpose(p string) error {
+	if p != PurposeConsensus && p != PurposeIdentity {
+		return invalid("purpose %q is neither %q nor %q", p, PurposeConsensus, PurposeIdentity)
+	}
+	return nil
+}
+
+func (g *GeneratedKey) validate() error {
+	if len(g.SealedKey) == 0 {
+		return invalid("sealed_key is empty")
+	}
+	if len(g.PubKey) != PubKeySize {
+		return invalid("pub_key is %d bytes, want %d", len(g.PubKey), PubKeySize)
+	}
+	return nil
+}
+
+func (u *UpdateCredentials) validate() error {
+	if u.Credentials.AccessKeyID == "" {
+		return invalid("credentials are empty")
+	}
+	return u.Credentials.validate()
+}
+
+func (*Ack) validate() error      { return nil }
+func (*StateAck) validate() error { return nil }
+
+func (s *StateSnapshot) validate() error {
+	if s.Missing && (len(s.Record) != 0 || s.Height != 0 || s.Round != 0 || s.Step != 0) {
+		return invalid("state snapshot is marked missing but carries a record")
+	}
+	if !s.Missing && len(s.Record) == 0 {
+		return invalid("state snapshot has no record and is not marked missing")
+	}
+	return checkHR(s.Height, s.Round)
+}
+
+func (p *PersistState) validate() error {
+	if len(p.Record) == 0 {
+		return invalid("state record is empty")
+	}
+	return checkHR(p.Height, p.Round)
+}
+
+func checkHR(h int64, r int32) error {
+	if h < 0 || r < 0 {
+		return invalid("negative height %d or round %d", h, r)
+	}
+	return nil
+}
+
+func (l *LogRecord) validate() error {
+	if len(l.Attrs) > MaxLogAttrs {
+		return invalid("log record has %d attributes, at most %d allowed", len(l.Attrs), MaxLogAttrs)
+	}
+	return checkTime("time", l.Time)
+}
+
+func (e *Error) validate() error {
+	if e.Code == "" || len(e.Code) > maxErrCode {
+		return invalid("error code is %d bytes, want 1 to %d", len(e.Code), maxErrCode)
+	}
+	if strings.Trim(e.Code, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+		return invalid("error code %q has characters outside [a-z0-9-]", e.Code)
+	}
+	if len(e.Message) > maxErrText {
+		return invalid("error message is %d bytes, at most %d allowed", len(e.Message), maxErrText)
+	}
+	return nil
+}

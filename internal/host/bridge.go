@@ -1,0 +1,75 @@
+package host
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
+)
+
+// Bridge connects each enclave connection on the validator channel to the
+// validator's priv_validator_laddr and copies bytes both ways. It never
+// looks inside: for tcp:// validators the SecretConnection runs from the
+// enclave to the node, so the host sees only ciphertext.
+type Bridge struct {
+	Validator transport.Addr
+	Log       *slog.Logger
+}
+
+// Serve accepts enclave connections until ctx ends.
+func (b *Bridge) Serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		ec, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		go b.splice(ctx, ec)
+	}
+}
+
+func (b *Bridge) splice(ctx context.Context, ec net.Conn) {
+	defer ec.Close()
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	vc, err := b.dial(dctx)
+	cancel()
+	if err != nil {
+		// The enclave redials with backoff; the node may not be up yet.
+		b.Log.Debug("validator not reachable", "address", b.Validator.String(), "err", err)
+		return
+	}
+	defer vc.Close()
+	stop := context.AfterFunc(ctx, func() { ec.Close(); vc.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); io.Copy(vc, ec); closeWrite(vc) }()
+	go func() { defer wg.Done(); io.Copy(ec, vc); closeWrite(ec) }()
+	wg.Wait()
+}
+
+// dial reaches the validator: a unix socket, or plain TCP whose payload is
+// the enclave's SecretConnection.
+func (b *Bridge) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	if b.Validator.Scheme == "unix" {
+		return d.DialContext(ctx, "unix", b.Validator.Path)
+	}
+	return d.DialContext(ctx, "tcp", b.Validator.Host)
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	} else {
+		c.Close()
+	}
+}

@@ -1,0 +1,107 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+)
+
+// ErrEnclaveRefused marks a configuration the enclave refused for good: a
+// KMS policy denial or a bad setting. Retrying cannot help; the operator
+// must act.
+var ErrEnclaveRefused = errors.New("the enclave refused its configuration")
+
+// Configurator keeps the enclave configured: it pushes the configuration,
+// and pushes it again every Interval, which refreshes the enclave's AWS
+// credentials, reconfigures an enclave that restarted, and lets a restarted
+// helper take over a running enclave.
+type Configurator struct {
+	// Dial connects to the enclave's config port.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Request builds the configuration with current credentials.
+	Request func(ctx context.Context) (*enclaveproto.Configure, error)
+	// Configured is called after each successful (re)configuration of an
+	// enclave that was not configured by this helper before.
+	Configured func(*enclaveproto.Configured)
+	Interval   time.Duration // default 1 s
+	Log        *slog.Logger
+}
+
+// Run configures until ctx ends or the enclave refuses for good.
+func (c *Configurator) Run(ctx context.Context) error {
+	interval := c.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	var conn *enclaveproto.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	waiting, configured := false, false
+	for {
+		if conn == nil {
+			nc, err := c.Dial(ctx)
+			if err != nil {
+				if !waiting {
+					c.Log.Warn("waiting for the enclave", "err", err)
+					waiting = true
+				}
+				configured = false
+			} else {
+				waiting = false
+				conn = enclaveproto.NewConn(nc, enclaveproto.MaxPayload(enclaveproto.TypeConfigured))
+			}
+		}
+		if conn != nil {
+			resp, err := c.push(ctx, conn)
+			var perr *enclaveproto.Error
+			switch {
+			case errors.As(err, &perr) && (perr.Code == enclaveproto.CodeKMSAccessDenied || perr.Code == enclaveproto.CodeBadConfig):
+				return fmt.Errorf("%w: %s", ErrEnclaveRefused, perr.Message)
+			case err != nil:
+				c.Log.Warn("failed to configure the enclave, retrying", "err", err)
+				conn.Close()
+				conn, configured = nil, false
+			case !configured:
+				configured = true
+				if c.Configured != nil {
+					c.Configured(resp)
+				}
+			}
+		}
+		wait := interval
+		if conn == nil {
+			wait = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (c *Configurator) push(ctx context.Context, conn *enclaveproto.Conn) (*enclaveproto.Configured, error) {
+	req, err := c.Request(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	m, err := conn.Call(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	resp, ok := m.(*enclaveproto.Configured)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s in answer to Configure", enclaveproto.ErrUnexpectedType, m.Type())
+	}
+	return resp, nil
+}

@@ -1,0 +1,139 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
+)
+
+// Options configure Run.
+type Options struct {
+	Config *config.Config
+	// Enclave is the enclave's base address: vsock://CID, or unix:///dir
+	// in local mode. Host is where the helper listens: vsock://CID-any, or
+	// unix:///dir. Ports come from the configuration.
+	Enclave, Host transport.Addr
+	// Credentials are pushed to the enclave: static ones from the config,
+	// or the instance role's, refreshed by the provider before they expire.
+	Credentials aws.CredentialsProvider
+	Log         *slog.Logger
+	// Configured is called when an enclave has been (re)configured.
+	Configured func(*enclaveproto.Configured)
+}
+
+// Run serves the enclave until ctx ends or the enclave refuses its
+// configuration (a KMS denial, a bad setting), which is returned.
+func Run(ctx context.Context, o Options) error {
+	cfg := o.Config
+	validator, err := transport.ParseAddr(cfg.Address)
+	if err != nil {
+		return err
+	}
+	sealed, err := readSealed(cfg, validator)
+	if err != nil {
+		return err
+	}
+	state, err := signstate.Open(cfg.StateFilePath, signstate.Options{AllowMissing: cfg.AllowMissingState, Logger: o.Log})
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+	o.Log.Info("double-sign state loaded", "path", cfg.StateFilePath, "hrs", state.State().HRS())
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	serve := func(name string, port uint32, f func(context.Context, net.Listener) error) error {
+		ln, err := transport.Listen(transport.Port(o.Host, port))
+		if err != nil {
+			return fmt.Errorf("failed to listen for the enclave's %s channel: %w", name, err)
+		}
+		go func() { errc <- f(ctx, ln) }()
+		return nil
+	}
+	if err := errors.Join(
+		serve("state", cfg.EnclaveStatePort, (&StateServer{File: state, Log: o.Log}).Serve),
+		serve("validator", cfg.EnclaveTendermintConn, (&Bridge{Validator: validator, Log: o.Log}).Serve),
+		serve("log", cfg.EnclaveLogPort, (&LogSink{Log: o.Log}).Serve),
+	); err != nil {
+		return err
+	}
+	conf := &Configurator{
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			return transport.Dial(ctx, transport.Port(o.Enclave, cfg.EnclaveConfigPort), nil)
+		},
+		Request: func(ctx context.Context) (*enclaveproto.Configure, error) {
+			return configureRequest(ctx, cfg, sealed, o.Credentials)
+		},
+		Configured: o.Configured,
+		Log:        o.Log,
+	}
+	go func() { errc <- conf.Run(ctx) }()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+}
+
+type sealedKeys struct{ consensus, identity []byte }
+
+func readSealed(cfg *config.Config, validator transport.Addr) (sealedKeys, error) {
+	var s sealedKeys
+	var err error
+	if s.consensus, err = os.ReadFile(cfg.SealedConsensusKeyPath); err != nil {
+		return s, fmt.Errorf("sealed consensus key: %w", err)
+	}
+	if validator.Scheme == "tcp" {
+		if s.identity, err = os.ReadFile(cfg.SealedIDKeyPath); err != nil {
+			return s, fmt.Errorf("sealed identity key (needed for tcp:// validators): %w", err)
+		}
+	}
+	return s, nil
+}
+
+func configureRequest(ctx context.Context, cfg *config.Config, sealed sealedKeys, creds aws.CredentialsProvider) (*enclaveproto.Configure, error) {
+	c, err := creds.Retrieve(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("failed to get AWS credentials: %w", err)
+	}
+	return &enclaveproto.Configure{
+		ChainID:            cfg.ChainID,
+		Address:            cfg.Address,
+		ProtocolVersion:    cfg.ProtocolVersion,
+		MaxMessageSize:     uint32(cfg.MaxMessageSize),
+		MaxHeight:          cfg.MaxHeight,
+		Region:             cfg.AWSRegion,
+		KMSKeyID:           cfg.KMSKeyID,
+		SealedConsensusKey: sealed.consensus,
+		SealedIdentityKey:  sealed.identity,
+		Credentials:        ProtoCredentials(c),
+		StatePort:          cfg.EnclaveStatePort,
+		ValidatorPort:      cfg.EnclaveTendermintConn,
+		LogPort:            cfg.EnclaveLogPort,
+	}, nil
+}
+
+// ProtoCredentials converts SDK credentials for the enclave.
+func ProtoCredentials(c aws.Credentials) enclaveproto.Credentials {
+	p := enclaveproto.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken}
+	if c.CanExpire {
+		p.Expiration = c.Expires.UTC().Truncate(time.Second)
+	}
+	return p
+}

@@ -1,0 +1,107 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+)
+
+// StateServer persists the enclave's double-sign state. The enclave dials
+// it, receives the persisted state, and then sends each new state before it
+// releases the signature; the server answers only once the state is on
+// disk (fdatasync), so no signature can be ahead of the file.
+type StateServer struct {
+	File *signstate.File
+	Log  *slog.Logger
+}
+
+// Serve accepts enclave connections until ctx ends. One enclave is served
+// at a time; a new connection (an enclave that restarted or redialed)
+// replaces the old one.
+func (s *StateServer) Serve(ctx context.Context, ln net.Listener) error {
+	return serveOne(ctx, ln, s.Log, "state", s.serveConn)
+}
+
+func (s *StateServer) serveConn(ctx context.Context, nc net.Conn) error {
+	c := enclaveproto.NewConn(nc, enclaveproto.MaxPayload(enclaveproto.TypePersistState))
+	defer c.Close()
+	st := s.File.State()
+	rec, err := signstate.MarshalState(st)
+	if err != nil {
+		return err
+	}
+	snap := &enclaveproto.StateSnapshot{Record: rec, Height: st.Height, Round: st.Round, Step: int8(st.Step)}
+	if err := c.Send(ctx, snap, 0); err != nil {
+		return fmt.Errorf("failed to send the state snapshot: %w", err)
+	}
+	s.Log.Info("sent the persisted state to the enclave", "hrs", st.HRS())
+	for {
+		m, id, err := c.Receive(ctx)
+		if err != nil {
+			return err
+		}
+		p, ok := m.(*enclaveproto.PersistState)
+		if !ok {
+			return fmt.Errorf("%w: %s on the state channel", enclaveproto.ErrUnexpectedType, m.Type())
+		}
+		if err := c.Send(ctx, s.persist(ctx, p), id); err != nil {
+			return err
+		}
+	}
+}
+
+// persist writes one state; the answer is StateAck or an Error that the
+// enclave turns into a refusal to sign.
+func (s *StateServer) persist(ctx context.Context, p *enclaveproto.PersistState) enclaveproto.Message {
+	st, err := signstate.UnmarshalState(p.Record)
+	if err == nil {
+		err = s.File.Save(ctx, st)
+	}
+	if err != nil {
+		code := enclaveproto.CodeInternal
+		if signstate.IsRefusal(err) {
+			code = enclaveproto.CodeStateRegression
+		}
+		s.Log.Error("failed to persist the enclave's state; it will not sign", "err", err)
+		return &enclaveproto.Error{Code: code, Message: err.Error()}
+	}
+	return &enclaveproto.StateAck{}
+}
+
+// serveOne accepts connections and serves the newest one, closing the
+// previous one: on every channel exactly one enclave is the peer.
+func serveOne(ctx context.Context, ln net.Listener, log *slog.Logger, name string, serve func(context.Context, net.Conn) error) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var cancelPrev context.CancelFunc = func() {}
+	defer func() { cancelPrev() }()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%s channel: accept failed: %w", name, err)
+		}
+		cancelPrev()
+		cctx, cancel := context.WithCancel(ctx)
+		cancelPrev = cancel
+		go func() {
+			defer nc.Close()
+			context.AfterFunc(cctx, func() { nc.Close() })
+			err := serve(cctx, nc)
+			switch {
+			case cctx.Err() != nil:
+			case errors.Is(err, enclaveproto.ErrMalformed) || errors.Is(err, enclaveproto.ErrTooLarge) || errors.Is(err, enclaveproto.ErrUnexpectedType):
+				log.Error("dropped the enclave connection after a bad message", "channel", name, "err", err)
+			default:
+				log.Info("enclave connection closed", "channel", name, "err", err)
+			}
+		}()
+	}
+}
