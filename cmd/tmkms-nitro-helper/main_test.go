@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -19,16 +20,25 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// TestScript runs the command-line scripts in testdata/*.txt.
+// TestScript runs the command-line scripts in testdata/*.txt. $VECTORS is
+// testdata itself, $ENCLAVE the enclave program built from this tree.
 func TestScript(t *testing.T) {
 	vectors, err := filepath.Abs("testdata")
 	if err != nil {
 		t.Fatal(err)
 	}
+	enclave := filepath.Join(t.TempDir(), "tmkms-nitro-enclave")
+	build := exec.Command("go", "build", "-o", enclave, "../tmkms-nitro-enclave")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the enclave: %v\n%s", err, out)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata",
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("VECTORS", vectors)
+			e.Setenv("ENCLAVE", enclave)
+			// Never reach for the EC2 metadata service from a test.
+			e.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 			return nil
 		},
 	})

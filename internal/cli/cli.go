@@ -29,6 +29,11 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"demo":               {"run a local validator whose key the signer holds, and watch it sign (no AWS needed)", runDemo},
+		"enclave":            {"run, stop or describe the enclave (nitro-cli wrappers)", runEnclave},
+		"launch-all":         {"start the enclave and vsock-proxy, then run start; terminate both on exit", runLaunchAll},
+		"init":               {"generate the validator key in the enclave and seal it with KMS (-a REGION -k KEY)", runInit},
+		"import":             {"seal an existing priv_validator_key.json in the enclave, and migrate its state", runImport},
+		"start":              {"run the host side: configure the enclave, persist its state, bridge the validator", runStart},
 		"kms-emulator":       {"run a local AWS-compatible KMS (JSON 1.1 over TLS, SigV4, key policies, Recipient)", runKMSEmulator},
 		"local":              {"local mode: init and start the whole system on this machine, without Nitro or AWS", runLocal},
 		"pcr":                {"print PCR values: PCR4 of an instance, PCR3 of a role, PCR0-2 of an EIF", runPCR},

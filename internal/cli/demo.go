@@ -1,30 +1,36 @@
 package cli
 
 import (
+	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/cometbft/cometbft/crypto/ed25519"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localnode"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/privval"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
 )
 
 func runDemo(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "demo", "[--blocks N] [--home DIR]",
-		"Runs a local CometBFT validator (in-process, CometBFT v1.0, kvstore app) whose only key is held by\n"+
-			"this project's signer, shows a line per signature, and stops after N blocks or Ctrl-C.")
+		"Runs the whole system on this machine: a local CometBFT validator (in-process, v1.0, kvstore app) whose\n"+
+			"only key was generated inside the enclave process and sealed by the local KMS, which releases it only to\n"+
+			"an enclave binary with the PCR0 its key policy pins. Shows a line per signature; stops after N blocks.")
 	blocks := fs.Int("blocks", 20, "stop after this many blocks")
-	home := fs.String("home", "", "keep the chain's files here (default: a temporary directory, removed at exit)")
+	home := fs.String("home", "", "keep the files here (default: a temporary directory, removed at exit)")
+	enclaveBin := fs.String("enclave", "", "path of tmkms-nitro-enclave (default: next to this program, on $PATH, or built from the source tree)")
+	verbose := fs.Bool("v", false, "also show the helper's and the enclave's logs")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -40,71 +46,80 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return demo(ctx, env, dir, int64(*blocks))
+	bin, err := demoEnclave(ctx, env, *enclaveBin, dir)
+	if err != nil {
+		return hintFor(err)
+	}
+	d := &demoRun{env: env, verbose: *verbose}
+	return d.run(ctx, dir, bin, int64(*blocks))
 }
 
-// demoStats collects what the summary prints.
-type demoStats struct {
+// demoEnclave finds the enclave program, or builds it from the source tree
+// the demo runs in (go run ./cmd/tmkms-nitro-helper demo).
+func demoEnclave(ctx context.Context, env *Env, path, dir string) (string, error) {
+	if p, err := localmode.FindEnclave(path); err == nil || path != "" {
+		return p, err
+	}
+	mod, err := os.ReadFile("go.mod")
+	if err != nil || !bytes.Contains(mod, []byte("module github.com/tmkms-nitro/tmkms-nitro")) {
+		return "", localmode.ErrNoEnclaveBinary
+	}
+	out := filepath.Join(dir, localmode.EnclaveBinaryName)
+	fmt.Fprintln(env.Stdout, "building the enclave program ...")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/tmkms-nitro-enclave")
+	cmd.Stdout, cmd.Stderr = env.Stderr, env.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building tmkms-nitro-enclave: %w", err)
+	}
+	return out, nil
+}
+
+type demoRun struct {
+	env     *Env
+	verbose bool
+
 	mu        sync.Mutex
 	latencies []time.Duration
 	refusals  int
 }
 
-func (s *demoStats) observe(env *Env) func(signer.Event) {
-	return func(e signer.Event) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if e.Err != nil {
-			s.refusals++
-			fmt.Fprintf(env.Stdout, "height %5d  round %d  %-9s  REFUSED: %v\n", e.HRS.Height, e.HRS.Round, e.HRS.Step, e.Err)
-			return
-		}
-		s.latencies = append(s.latencies, e.Latency)
-		fmt.Fprintf(env.Stdout, "height %5d  round %d  %-9s  block %-12s  signed in %6.2f ms\n",
-			e.HRS.Height, e.HRS.Round, e.HRS.Step, blockLabel(e.BlockID), float64(e.Latency.Microseconds())/1000)
-	}
-}
-
-func blockLabel(id signstate.BlockID) string {
-	if id.IsNil() {
-		return "nil"
-	}
-	return fmt.Sprintf("%X", id.Hash[:6])
-}
-
-func demo(ctx context.Context, env *Env, dir string, blocks int64) error {
-	key, err := signer.GenerateEd25519()
-	if err != nil {
-		return err
-	}
-	store, err := signstate.Open(filepath.Join(dir, "priv_validator_state"), signstate.Options{AllowMissing: true})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
+func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error {
 	chainID := fmt.Sprintf("demo-%d", time.Now().Unix()%100000)
-	stats := &demoStats{}
-	s := signer.New(key, chainID, store.State(), store, signer.Options{Observe: stats.observe(env)})
 	laddr := "unix://" + filepath.Join(dir, "privval.sock")
-	addr, err := transport.ParseAddr(laddr)
+	log := slog.New(&demoHandler{d: d})
+	res, err := localmode.Init(ctx, localmode.InitOptions{Home: filepath.Join(dir, "kms"), ChainID: chainID, Enclave: bin, Address: laddr, Log: log})
 	if err != nil {
-		return err
+		return hintFor(err)
 	}
-	fmt.Fprintf(env.Stdout, "chain %s: one validator, key held by the signer, state durably persisted in %s\n", chainID, dir)
-	fmt.Fprintf(env.Stdout, "consensus public key: {\"type\":\"tendermint/PubKeyEd25519\",\"value\":\"%s\"}\n\n",
-		base64.StdEncoding.EncodeToString(key.PubKey().Bytes()))
+	fmt.Fprintf(d.env.Stdout, "chain %s: one validator; its key was generated in the enclave and sealed by the local KMS\n", chainID)
+	fmt.Fprintf(d.env.Stdout, "consensus public key: %s\n\n", pubkey.JSON(res.PubKey))
 
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go privval.NewHandler(s, privval.Auto, nil).Run(sctx, func(ctx context.Context) (net.Conn, error) {
-		return transport.Dial(ctx, addr, nil)
-	}, privval.Options{})
-
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	configured := make(chan struct{})
+	var once sync.Once
+	errc := make(chan error, 1)
+	go func() {
+		errc <- localmode.Start(ctx, localmode.StartOptions{Home: filepath.Join(dir, "kms"), Enclave: bin, Log: log,
+			Configured: func(*enclaveproto.Configured) { once.Do(func() { close(configured) }) }})
+	}()
+	select {
+	case <-configured:
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
 	start := time.Now()
-	node, err := localnode.Start(ctx, localnode.Config{Home: filepath.Join(dir, "node"), ChainID: chainID, PubKey: key.PubKey(), Laddr: laddr, BlockInterval: 200 * time.Millisecond})
+	node, err := localnode.Start(ctx, localnode.Config{Home: filepath.Join(dir, "node"), ChainID: chainID, PubKey: ed25519.PubKey(res.PubKey),
+		Laddr: laddr, BlockInterval: 200 * time.Millisecond})
 	if err != nil {
 		return err
 	}
@@ -114,18 +129,43 @@ func demo(ctx context.Context, env *Env, dir string, blocks int64) error {
 	for node.Height() < blocks {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(env.Stdout, "\ninterrupted")
-			return printSummary(env, stats, node.Height(), time.Since(start))
+			fmt.Fprintln(d.env.Stdout, "\ninterrupted")
+			return d.summary(node.Height(), time.Since(start))
+		case err := <-errc:
+			return fmt.Errorf("the signer stopped: %w", err)
 		case <-tick.C:
 		}
 	}
-	return printSummary(env, stats, node.Height(), time.Since(start))
+	return d.summary(node.Height(), time.Since(start))
 }
 
-func printSummary(env *Env, s *demoStats, height int64, took time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := slices.Clone(s.latencies)
+func (d *demoRun) signed(hrs, block string, latency time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.latencies = append(d.latencies, latency)
+	h, r, step := splitHRS(hrs)
+	fmt.Fprintf(d.env.Stdout, "height %5s  round %s  %-9s  block %-12s  signed in %6.2f ms\n", h, r, step, strings.ToUpper(block), float64(latency.Microseconds())/1000)
+}
+
+func (d *demoRun) refused(msg string, attrs map[string]string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refusals++
+	fmt.Fprintf(d.env.Stdout, "REFUSED %s: %s %s\n", attrs["hrs"], msg, attrs["err"])
+}
+
+func splitHRS(s string) (string, string, string) {
+	f := strings.SplitN(s, "/", 3)
+	for len(f) < 3 {
+		f = append(f, "")
+	}
+	return f[0], f[1], f[2]
+}
+
+func (d *demoRun) summary(height int64, took time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l := slices.Clone(d.latencies)
 	slices.Sort(l)
 	pct := func(p float64) float64 {
 		if len(l) == 0 {
@@ -133,10 +173,44 @@ func printSummary(env *Env, s *demoStats, height int64, took time.Duration) erro
 		}
 		return float64(l[int(p*float64(len(l)-1))].Microseconds()) / 1000
 	}
-	fmt.Fprintf(env.Stdout, "\n%d blocks in %s: %d signatures, %d refused; signing latency p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-		height, took.Round(time.Millisecond), len(l), s.refusals, pct(0.5), pct(0.99), pct(1))
+	fmt.Fprintf(d.env.Stdout, "\n%d blocks in %s: %d signatures, %d refused; signing latency in the enclave (guard, signature, durable state on the host) p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+		height, took.Round(time.Millisecond), len(l), d.refusals, pct(0.5), pct(0.99), pct(1))
 	if height == 0 {
 		return errors.New("no block was produced")
 	}
 	return nil
 }
+
+// demoHandler turns the enclave's per-signature log records, relayed by
+// the helper, into the demo's lines; with -v it also prints everything.
+type demoHandler struct {
+	d     *demoRun
+	attrs []slog.Attr
+}
+
+func (h *demoHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *demoHandler) Handle(_ context.Context, r slog.Record) error {
+	attrs := map[string]string{}
+	for _, a := range h.attrs {
+		attrs[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool { attrs[a.Key] = a.Value.String(); return true })
+	fromEnclave := attrs["source"] == "enclave"
+	switch {
+	case fromEnclave && r.Message == "signed":
+		lat, _ := time.ParseDuration(attrs["latency"])
+		h.d.signed(attrs["hrs"], attrs["block"], lat)
+	case fromEnclave && r.Level >= slog.LevelError && strings.HasPrefix(r.Message, "refused"):
+		h.d.refused(r.Message, attrs)
+	case h.d.verbose || r.Level >= slog.LevelError:
+		fmt.Fprintf(h.d.env.Stderr, "%s %s %s %v\n", r.Time.Format("15:04:05.000"), r.Level, r.Message, attrs)
+	}
+	return nil
+}
+
+func (h *demoHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &demoHandler{d: h.d, attrs: append(slices.Clone(h.attrs), as...)}
+}
+
+func (h *demoHandler) WithGroup(string) slog.Handler { return h }

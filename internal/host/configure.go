@@ -11,6 +11,10 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 )
 
+// ErrNoEnclave is returned when no enclave answered within StartupTimeout
+// of start.
+var ErrNoEnclave = errors.New("no enclave answers")
+
 // ErrEnclaveRefused marks a configuration the enclave refused for good: a
 // KMS policy denial or a bad setting. Retrying cannot help; the operator
 // must act.
@@ -29,7 +33,11 @@ type Configurator struct {
 	// enclave that was not configured by this helper before.
 	Configured func(*enclaveproto.Configured)
 	Interval   time.Duration // default 1 s
-	Log        *slog.Logger
+	// StartupTimeout ends Run with ErrNoEnclave when no enclave has
+	// answered this long after start (default 30 s). Once one has, later
+	// outages are waited out: the enclave restarts, the helper must not.
+	StartupTimeout time.Duration
+	Log            *slog.Logger
 }
 
 // Run configures until ctx ends or the enclave refuses for good.
@@ -44,18 +52,28 @@ func (c *Configurator) Run(ctx context.Context) error {
 			conn.Close()
 		}
 	}()
+	startup := c.StartupTimeout
+	if startup <= 0 {
+		startup = 30 * time.Second
+	}
+	start, reached := time.Now(), false
 	waiting, configured := false, false
 	for {
 		if conn == nil {
-			nc, err := c.Dial(ctx)
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			nc, err := c.Dial(dctx)
+			cancel()
 			if err != nil {
+				if !reached && time.Since(start) > startup {
+					return fmt.Errorf("%w within %s: %v", ErrNoEnclave, startup, err)
+				}
 				if !waiting {
 					c.Log.Warn("waiting for the enclave", "err", err)
 					waiting = true
 				}
 				configured = false
 			} else {
-				waiting = false
+				waiting, reached = false, true
 				conn = enclaveproto.NewConn(nc, enclaveproto.MaxPayload(enclaveproto.TypeConfigured))
 			}
 		}

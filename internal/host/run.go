@@ -30,6 +30,8 @@ type Options struct {
 	Log         *slog.Logger
 	// Configured is called when an enclave has been (re)configured.
 	Configured func(*enclaveproto.Configured)
+	// EnclaveTimeout: see Configurator.StartupTimeout.
+	EnclaveTimeout time.Duration
 }
 
 // Run serves the enclave until ctx ends or the enclave refuses its
@@ -76,8 +78,9 @@ func Run(ctx context.Context, o Options) error {
 		Request: func(ctx context.Context) (*enclaveproto.Configure, error) {
 			return configureRequest(ctx, cfg, sealed, o.Credentials)
 		},
-		Configured: o.Configured,
-		Log:        o.Log,
+		Configured:     o.Configured,
+		StartupTimeout: o.EnclaveTimeout,
+		Log:            o.Log,
 	}
 	go func() { errc <- conf.Run(ctx) }()
 	select {

@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/atomicfile"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/host"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
+)
+
+// keyFlags are the flags init and import share (tmkms-light's names).
+type keyFlags struct {
+	region, keyID, display, prefix, dir string
+	cid                                 uint
+	force                               bool
+}
+
+func (k *keyFlags) register(fs interface {
+	StringVar(*string, string, string, string)
+	UintVar(*uint, string, uint, string)
+	BoolVar(*bool, string, bool, string)
+}) {
+	fs.StringVar(&k.region, "a", "", "AWS region of the KMS key (required)")
+	fs.StringVar(&k.keyID, "k", "", "KMS key id or ARN that seals the keys (required)")
+	fs.StringVar(&k.display, "p", "bech32", "how to print the public key: bech32, base64 or json")
+	fs.StringVar(&k.prefix, "b", "cosmosvalconspub", "bech32 prefix, e.g. crocnclconspub (mainnet) or tcrocnclconspub (testnet)")
+	fs.StringVar(&k.dir, "c", ".", "directory for tmkms.toml, secrets/ and state/")
+	fs.UintVar(&k.cid, "cid", config.DefaultEnclaveCID, "the enclave's vsock CID")
+	fs.BoolVar(&k.force, "force", false, "replace existing sealed keys (the old keys are lost)")
+}
+
+func (k *keyFlags) check() error {
+	if k.region == "" || k.keyID == "" {
+		return withHint(errors.New("-a REGION and -k KMS_KEY_ID are required"), "e.g. tmkms-nitro-helper init -a ap-southeast-1 -k <key id> -p bech32 -b crocnclconspub")
+	}
+	if _, err := pubkey.Format(make([]byte, 32), k.display, k.prefix); err != nil {
+		return err
+	}
+	return nil
+}
+
+func runInit(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "init", "-a REGION -k KMS_KEY_ID [-p bech32|base64|json] [-b PREFIX] [-c DIR] [--cid N] [--force]",
+		"Has the enclave generate the consensus key and the SecretConnection identity key and seal them with KMS\n"+
+			"from inside the enclave (the keys never exist in plaintext on this host). Writes secrets/secret.key,\n"+
+			"secrets/id.key, state/ and (if absent) tmkms.toml, and prints the public key and the enclave's\n"+
+			"attestation document, whose user data binds the key, the KMS key and the sealed file.")
+	var k keyFlags
+	k.register(fs)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := k.check(); err != nil {
+		return err
+	}
+	return sealAndReport(ctx, env, &k, func(purpose string, creds enclaveproto.Credentials) enclaveproto.Message {
+		return &enclaveproto.GenerateKey{Region: k.region, KMSKeyID: k.keyID, Credentials: creds, Purpose: purpose}
+	}, nil)
+}
+
+func runImport(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "import", "-a REGION -k KMS_KEY_ID --key priv_validator_key.json [--state priv_validator_state.json] [flags]",
+		"Seals an existing CometBFT priv_validator_key.json in the enclave, for validators migrating from a\n"+
+			"plaintext key, and migrates its double-sign state. The key is plaintext on this host already; delete\n"+
+			"the JSON file securely afterwards. A new identity key is generated as with init.")
+	var k keyFlags
+	k.register(fs)
+	keyFile := fs.String("key", "", "the priv_validator_key.json to import (required)")
+	stateFile := fs.String("state", "", "the validator's priv_validator_state.json (FilePV or tmkms format), strongly advised")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := k.check(); err != nil {
+		return err
+	}
+	seed, err := readPrivValidatorKey(*keyFile)
+	if err != nil {
+		return err
+	}
+	return sealAndReport(ctx, env, &k, func(purpose string, creds enclaveproto.Credentials) enclaveproto.Message {
+		if purpose == enclaveproto.PurposeConsensus {
+			return &enclaveproto.ImportKey{Region: k.region, KMSKeyID: k.keyID, Credentials: creds, Purpose: purpose, Seed: seed}
+		}
+		return &enclaveproto.GenerateKey{Region: k.region, KMSKeyID: k.keyID, Credentials: creds, Purpose: purpose}
+	}, func(statePath string) error { return importState(*stateFile, statePath) })
+}
+
+// readPrivValidatorKey returns the 32-byte seed of a CometBFT key file.
+func readPrivValidatorKey(path string) ([]byte, error) {
+	if path == "" {
+		return nil, errors.New("--key priv_validator_key.json is required")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		PrivKey struct {
+			Type  string `json:"type"`
+			Value string `json:"value"`
+		} `json:"priv_key"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("%s: not a priv_validator_key.json: %w", path, err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(f.PrivKey.Value)
+	if f.PrivKey.Type != "tendermint/PrivKeyEd25519" || err != nil || len(raw) != 64 {
+		return nil, fmt.Errorf("%s: priv_key must be a tendermint/PrivKeyEd25519 of 64 bytes", path)
+	}
+	return raw[:32], nil
+}
+
+// importState copies a migrating validator's state file into place, where
+// the state store converts it on first open, keeping the original.
+func importState(from, to string) error {
+	if from == "" {
+		return nil
+	}
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if _, _, err := signstate.ParseJSON(data); err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
+	if _, err := os.Stat(to); err == nil {
+		return fmt.Errorf("%s exists already; not replacing a state file", to)
+	}
+	return atomicfile.WriteFile(to, data, 0o600)
+}
+
+// sealAndReport runs init's common path: config file, credentials, the two
+// keys sealed in the enclave, state, and the report.
+func sealAndReport(ctx context.Context, env *Env, k *keyFlags, req func(purpose string, creds enclaveproto.Credentials) enclaveproto.Message, state func(string) error) error {
+	cfg, err := initConfig(k)
+	if err != nil {
+		return err
+	}
+	provider, err := host.CredentialsFor(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	awsCreds, err := provider.Retrieve(ctx)
+	if err != nil {
+		return withHint(fmt.Errorf("no AWS credentials: %w", err), "run on the EC2 instance with its instance role, or set [credentials] in tmkms.toml")
+	}
+	creds := host.ProtoCredentials(awsCreds)
+	enclave := transport.Port(transport.Addr{Scheme: "vsock", CID: cfg.EnclaveConfigCID}, cfg.EnclaveConfigPort)
+	dial := func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, enclave, nil) }
+	var consensus *enclaveproto.GeneratedKey
+	for _, p := range []struct{ purpose, path string }{
+		{enclaveproto.PurposeConsensus, cfg.SealedConsensusKeyPath},
+		{enclaveproto.PurposeIdentity, cfg.SealedIDKeyPath},
+	} {
+		if _, err := os.Stat(p.path); err == nil && !k.force {
+			return withHint(fmt.Errorf("%w at %s", host.ErrKeyExists, p.path), "pass --force to replace it; the old key is then lost for good")
+		}
+		gk, err := host.SealKey(ctx, dial, req(p.purpose, creds))
+		if err != nil {
+			return withHint(fmt.Errorf("the enclave could not seal the %s key: %w", p.purpose, err),
+				fmt.Sprintf("is the enclave running at CID %d ('tmkms-nitro-helper enclave info'), and vsock-proxy on port 8000?", cfg.EnclaveConfigCID))
+		}
+		if err := host.WriteSecret(p.path, gk.SealedKey, k.force); err != nil {
+			return err
+		}
+		if p.purpose == enclaveproto.PurposeConsensus {
+			consensus = gk
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.StateFilePath), 0o700); err != nil {
+		return err
+	}
+	if state != nil {
+		if err := state(cfg.StateFilePath); err != nil {
+			return err
+		}
+	}
+	st, err := signstate.Open(cfg.StateFilePath, signstate.Options{AllowMissing: state == nil})
+	if err != nil {
+		return err
+	}
+	st.Close()
+	line, _ := pubkey.Format(consensus.PubKey, k.display, k.prefix)
+	fmt.Fprintln(env.Stdout, line)
+	fmt.Fprintf(env.Stdout, "Nitro Enclave attestation:\n%s\n", base64.StdEncoding.EncodeToString(consensus.Attestation))
+	return nil
+}
+
+// initConfig loads DIR/tmkms.toml, writing tmkms-light's defaults (with
+// the region and KMS key) first if there is none.
+func initConfig(k *keyFlags) (*config.Config, error) {
+	path := filepath.Join(k.dir, "tmkms.toml")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		c := config.Default(k.region)
+		c.KMSKeyID = k.keyID
+		c.EnclaveConfigCID = uint32(k.cid)
+		data, err := config.Marshal(c)
+		if err != nil {
+			return nil, err
+		}
+		if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return loadConfig(path, uint32(k.cid))
+}
