@@ -3,8 +3,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +20,11 @@ import (
 
 	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/host"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/sealedkey"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
@@ -187,5 +195,100 @@ func TestLocalModeWrongPCR0(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestLocalModeVersions is what a new user does: local init, a node of each
+// version pointed at local start, and blocks signed by the enclave.
+func TestLocalModeVersions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: needs CometBFT node binaries")
+	}
+	bin := Programs(t)
+	type run struct{ version, network string }
+	var runs []run
+	for _, v := range versions() {
+		runs = append(runs, run{v, "unix"})
+		if v == "v0.38.26" || v == "v1.0.1" {
+			runs = append(runs, run{v, "tcp"})
+		}
+	}
+	for _, r := range runs {
+		version := r.version
+		t.Run(version+"/"+r.network, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			node, err := Binary(ctx, version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			home := filepath.Join(t.TempDir(), "kms")
+			laddr := "unix://" + filepath.Join(t.TempDir(), "pv.sock")
+			if r.network == "tcp" { // SecretConnection from the enclave, through the host's bridge
+				laddr = "tcp://127.0.0.1:" + strconv.Itoa(FreePort(t))
+			}
+			cfg := NodeConfig{Version: version, Laddr: laddr}
+			if !strings.HasPrefix(version, "v0.34.") && !strings.HasPrefix(version, "v0.37.") {
+				cfg.VoteExtensionsHeight = 2
+			}
+			n := InitNode(t, node, cfg)
+			pk := cmted25519.PubKey(localInit(t, bin, home, n.ChainID))
+			n.SetValidator(t, pk)
+			startLocal(t, bin, home, laddr)
+			n.Start(t, node)
+			if err := n.WaitHeight(ctx, 4); err != nil {
+				t.Fatalf("%v\nnode:\n%s", err, tail(n.Logs(), 30))
+			}
+			for h := int64(1); h < 4; h++ {
+				if err := n.VerifyCommit(ctx, h, pk); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestImportKey: an existing priv_validator_key seed sealed by the enclave
+// keeps its public key, and the sealed file records it.
+func TestImportKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	bin := Programs(t)
+	home := filepath.Join(t.TempDir(), "kms")
+	localInit(t, bin, home, "test-chain")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kms, err := localmode.StartKMS(home, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kms.Close()
+	enc, err := localmode.StartEnclave(ctx, filepath.Join(bin, "tmkms-nitro-enclave"), home, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); enc.Wait() }()
+	cfg, err := config.Load(filepath.Join(home, "tmkms.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := bytes.Repeat([]byte{42}, 32)
+	want := cmted25519.PrivKey(ed25519.NewKeyFromSeed(seed)).PubKey().Bytes()
+	gk, err := host.SealKey(ctx, func(ctx context.Context) (net.Conn, error) { return localmode.DialConfig(ctx, home) },
+		&enclaveproto.ImportKey{Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Credentials: host.ProtoCredentials(kms.Credentials().AWS()),
+			Purpose: enclaveproto.PurposeConsensus, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(gk.PubKey, want) {
+		t.Fatalf("imported key has public key %X, want %X", gk.PubKey, want)
+	}
+	sk, err := sealedkey.Parse(gk.SealedKey)
+	if err != nil || !bytes.Equal(sk.PublicKey, want) || bytes.Contains(gk.SealedKey, seed) {
+		t.Fatalf("sealed file: %+v %v", sk, err)
+	}
+	if len(gk.Attestation) == 0 {
+		t.Fatal("no attestation for the imported key")
 	}
 }
