@@ -48,6 +48,9 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 			log.Info("the enclave is configured and signing", "consensus_pubkey", pubkey.JSON(c.ConsensusPubKey))
 		},
 	})
+	if errors.Is(err, host.ErrNotConfigured) {
+		return withHint(err, "the enclave reaches KMS through vsock-proxy on port 8000: is it running ('vsock-proxy 8000 kms."+cfg.AWSRegion+".amazonaws.com 443'), with the KMS endpoint in its allowlist?")
+	}
 	if errors.Is(err, host.ErrNoEnclave) {
 		return withHint(err, fmt.Sprintf("is the enclave running with CID %d? 'tmkms-nitro-helper enclave info' lists enclaves; 'launch-all' starts one", cfg.EnclaveConfigCID))
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/privval"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/sealedkey"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
 
@@ -95,6 +96,9 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	last, err := store.Load(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if chain, err := signstate.ChainID(last); err != nil || chain != "" && chain != c.ChainID {
+		return nil, fmt.Errorf("%w: the host's state is for chain %q, not %q (%v)", errBadConfig, chain, c.ChainID, err)
 	}
 	s := signer.New(key, c.ChainID, last, store, signer.Options{Log: e.log})
 	sctx, cancel := context.WithCancel(e.ctx)

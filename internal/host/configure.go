@@ -15,6 +15,11 @@ import (
 // of start.
 var ErrNoEnclave = errors.New("no enclave answers")
 
+// ErrNotConfigured is returned when the enclave answered but could not be
+// configured within StartupTimeout of start (KMS unreachable: is
+// vsock-proxy running?).
+var ErrNotConfigured = errors.New("the enclave could not be configured")
+
 // ErrEnclaveRefused marks a configuration the enclave refused for good: a
 // KMS policy denial or a bad setting. Retrying cannot help; the operator
 // must act.
@@ -34,8 +39,9 @@ type Configurator struct {
 	Configured func(*enclaveproto.Configured)
 	Interval   time.Duration // default 1 s
 	// StartupTimeout ends Run with ErrNoEnclave when no enclave has
-	// answered this long after start (default 30 s). Once one has, later
-	// outages are waited out: the enclave restarts, the helper must not.
+	// answered this long after start, or ErrNotConfigured when none could
+	// be configured (default 30 s). Once one has been, later outages are
+	// waited out: the enclave restarts, the helper must not.
 	StartupTimeout time.Duration
 	Log            *slog.Logger
 }
@@ -57,7 +63,7 @@ func (c *Configurator) Run(ctx context.Context) error {
 		startup = 30 * time.Second
 	}
 	start, reached := time.Now(), false
-	waiting, configured := false, false
+	waiting, configured, everConfigured := false, false, false
 	for {
 		if conn == nil {
 			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -83,12 +89,14 @@ func (c *Configurator) Run(ctx context.Context) error {
 			switch {
 			case errors.As(err, &perr) && (perr.Code == enclaveproto.CodeKMSAccessDenied || perr.Code == enclaveproto.CodeBadConfig):
 				return fmt.Errorf("%w: %s", ErrEnclaveRefused, perr.Message)
+			case err != nil && !everConfigured && time.Since(start) > startup:
+				return fmt.Errorf("%w within %s: %v", ErrNotConfigured, startup, err)
 			case err != nil:
 				c.Log.Warn("failed to configure the enclave, retrying", "err", err)
 				conn.Close()
 				conn, configured = nil, false
 			case !configured:
-				configured = true
+				configured, everConfigured = true, true
 				if c.Configured != nil {
 					c.Configured(resp)
 				}

@@ -51,6 +51,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer state.Close()
+	if chain, err := signstate.ChainID(state.State()); err != nil || chain != "" && chain != cfg.ChainID {
+		return fmt.Errorf("the state file %s is for chain %q, the configuration for %q (or unreadable: %v)", cfg.StateFilePath, chain, cfg.ChainID, err)
+	}
 	o.Log.Info("double-sign state loaded", "path", cfg.StateFilePath, "hrs", state.State().HRS())
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -74,9 +76,9 @@ type Enclave struct {
 // Nitro where the enclave outlives the helper.
 func StartEnclave(ctx context.Context, bin, home string, log *slog.Logger) (*Enclave, error) {
 	e := &Enclave{bin: bin, home: home, log: log, done: make(chan struct{})}
-	if enclaveRunning(ctx, home) {
-		log.Info("an enclave is already running for this home; using it", "home", home)
-		close(e.done)
+	if pid, ok := FindEnclavePID(home); ok && enclaveRunning(ctx, home) {
+		log.Info("an enclave is already running for this home; using it", "home", home, "pid", pid)
+		go e.adopt(ctx, pid)
 		return e, nil
 	}
 	p, err := e.spawn()
@@ -166,6 +168,48 @@ func (e *Enclave) supervise(ctx context.Context, p *proc) {
 			return
 		}
 	}
+}
+
+// adopt watches an enclave a previous helper started: it is stopped with
+// this helper, and replaced by a supervised one if it dies.
+func (e *Enclave) adopt(ctx context.Context, pid int) {
+	for {
+		select {
+		case <-ctx.Done():
+			syscall.Kill(pid, syscall.SIGTERM)
+			close(e.done)
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if syscall.Kill(pid, 0) != nil {
+			break
+		}
+	}
+	e.log.Warn("the local enclave exited; restarting it", "pid", pid)
+	p, err := e.spawn()
+	if err != nil {
+		e.log.Error("cannot restart the enclave", "err", err)
+		close(e.done)
+		return
+	}
+	e.supervise(ctx, p)
+}
+
+// FindEnclavePID finds the local enclave process of home, if one runs.
+func FindEnclavePID(home string) (int, bool) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	want := "\x00--local\x00" + home + "\x00"
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.HasSuffix(string(b), want) || !strings.Contains(string(b), EnclaveBinaryName) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err == nil {
+			return pid, true
+		}
+	}
+	return 0, false
 }
 
 // Wait returns when the supervised enclave has been stopped.

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
+	"github.com/cometbft/cometbft/libs/protoio"
 	"golang.org/x/sys/unix"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/atomicfile"
@@ -210,4 +212,40 @@ func (s *File) Close() error {
 	err := s.f.Close()
 	s.lock.Close()
 	return err
+}
+
+// Peek reads the state in a native state file without locking or changing
+// it, for monitoring and tests while a signer holds the file. It returns
+// the newest valid slot.
+func Peek(path string) (State, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return State{}, err
+	}
+	defer f.Close()
+	s := &File{path: path, log: slog.New(slog.DiscardHandler), f: f}
+	if err := s.load(); err != nil {
+		return State{}, err
+	}
+	return s.state, nil
+}
+
+// ChainID returns the chain the state's sign bytes were signed for, or ""
+// when the state carries no sign bytes.
+func ChainID(s State) (string, error) {
+	if len(s.SignBytes) == 0 {
+		return "", nil
+	}
+	if s.Step == StepPropose {
+		var p cmtproto.CanonicalProposal
+		if err := protoio.UnmarshalDelimited(s.SignBytes, &p); err != nil {
+			return "", fmt.Errorf("%w: sign bytes: %v", ErrCorrupt, err)
+		}
+		return p.ChainID, nil
+	}
+	var v cmtproto.CanonicalVote
+	if err := protoio.UnmarshalDelimited(s.SignBytes, &v); err != nil {
+		return "", fmt.Errorf("%w: sign bytes: %v", ErrCorrupt, err)
+	}
+	return v.ChainID, nil
 }
