@@ -19,9 +19,15 @@ func main() {
 	local := flag.String("local", "", "run in local mode with the files under this directory (made by 'tmkms-nitro-helper local init')")
 	jsonLogs := flag.Bool("log-json", false, "log JSON instead of text")
 	flag.Parse()
-	var h slog.Handler = slog.NewTextHandler(os.Stderr, nil)
+	// $TMKMS_LOG_LEVEL: debug, info (default), warn or error.
+	var level slog.Level
+	if level.UnmarshalText([]byte(os.Getenv("TMKMS_LOG_LEVEL"))) != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
 	if *jsonLogs {
-		h = slog.NewJSONHandler(os.Stderr, nil)
+		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
 	log := slog.New(h)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

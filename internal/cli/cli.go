@@ -21,6 +21,13 @@ type Env struct {
 	Getenv         func(string) string
 }
 
+func (e *Env) getenv(key string) string {
+	if e.Getenv == nil {
+		return ""
+	}
+	return e.Getenv(key)
+}
+
 type command struct {
 	summary string
 	run     func(ctx context.Context, env *Env, args []string) error

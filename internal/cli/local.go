@@ -77,11 +77,22 @@ func runLocalStart(ctx context.Context, env *Env, args []string) error {
 	return hintFor(localmode.Start(ctx, o))
 }
 
+// newLogger logs text (or JSON) to stderr at $TMKMS_LOG_LEVEL (debug,
+// info, warn, error; info if unset).
 func newLogger(env *Env, json bool) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: logLevel(env.getenv("TMKMS_LOG_LEVEL"))}
 	if json {
-		return slog.New(slog.NewJSONHandler(env.Stderr, nil))
+		return slog.New(slog.NewJSONHandler(env.Stderr, opts))
 	}
-	return slog.New(slog.NewTextHandler(env.Stderr, nil))
+	return slog.New(slog.NewTextHandler(env.Stderr, opts))
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if l.UnmarshalText([]byte(s)) != nil {
+		return slog.LevelInfo
+	}
+	return l
 }
 
 // hintFor adds advice to the errors operators meet first.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
 
@@ -18,6 +19,7 @@ import (
 type Bridge struct {
 	Validator transport.Addr
 	Log       *slog.Logger
+	Metrics   *metrics.Metrics // optional
 }
 
 // Serve accepts enclave connections until ctx ends.
@@ -47,6 +49,11 @@ func (b *Bridge) splice(ctx context.Context, ec net.Conn) {
 		return
 	}
 	defer vc.Close()
+	if b.Metrics != nil {
+		b.Metrics.ValidatorReconnect()
+		b.Metrics.ValidatorConnection(true)
+		defer b.Metrics.ValidatorConnection(false)
+	}
 	stop := context.AfterFunc(ctx, func() { ec.Close(); vc.Close() })
 	defer stop()
 	var wg sync.WaitGroup

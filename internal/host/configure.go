@@ -37,7 +37,10 @@ type Configurator struct {
 	// Configured is called after each successful (re)configuration of an
 	// enclave that was not configured by this helper before.
 	Configured func(*enclaveproto.Configured)
-	Interval   time.Duration // default 1 s
+	// Pushed, if set, is told after every push whether the enclave
+	// answered with its configuration.
+	Pushed   func(ok bool)
+	Interval time.Duration // default 1 s
 	// StartupTimeout ends Run with ErrNoEnclave when no enclave has
 	// answered this long after start, or ErrNotConfigured when none could
 	// be configured (default 30 s). Once one has been, later outages are
@@ -70,6 +73,9 @@ func (c *Configurator) Run(ctx context.Context) error {
 			nc, err := c.Dial(dctx)
 			cancel()
 			if err != nil {
+				if c.Pushed != nil {
+					c.Pushed(false)
+				}
 				if !reached && time.Since(start) > startup {
 					return fmt.Errorf("%w within %s: %v", ErrNoEnclave, startup, err)
 				}
@@ -85,6 +91,9 @@ func (c *Configurator) Run(ctx context.Context) error {
 		}
 		if conn != nil {
 			resp, err := c.push(ctx, conn)
+			if c.Pushed != nil {
+				c.Pushed(err == nil)
+			}
 			var perr *enclaveproto.Error
 			switch {
 			case errors.As(err, &perr) && (perr.Code == enclaveproto.CodeKMSAccessDenied || perr.Code == enclaveproto.CodeBadConfig):

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
@@ -58,7 +59,15 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
+	m := metrics.New(metrics.Options{ChainID: cfg.ChainID})
+	if cfg.MetricsAddress != "" {
+		go func() {
+			if err := m.Serve(ctx, cfg.MetricsAddress, o.Log); err != nil {
+				errc <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+	}
 	serve := func(name string, port uint32, f func(context.Context, net.Listener) error) error {
 		ln, err := transport.Listen(transport.Port(o.Host, port))
 		if err != nil {
@@ -68,9 +77,9 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 	if err := errors.Join(
-		serve("state", cfg.EnclaveStatePort, (&StateServer{File: state, Log: o.Log}).Serve),
-		serve("validator", cfg.EnclaveTendermintConn, (&Bridge{Validator: validator, Log: o.Log}).Serve),
-		serve("log", cfg.EnclaveLogPort, (&LogSink{Log: o.Log}).Serve),
+		serve("state", cfg.EnclaveStatePort, (&StateServer{File: state, Log: o.Log, Metrics: m}).Serve),
+		serve("validator", cfg.EnclaveTendermintConn, (&Bridge{Validator: validator, Log: o.Log, Metrics: m}).Serve),
+		serve("log", cfg.EnclaveLogPort, (&LogSink{Log: o.Log, Metrics: m}).Serve),
 	); err != nil {
 		return err
 	}
@@ -79,8 +88,11 @@ func Run(ctx context.Context, o Options) error {
 			return transport.Dial(ctx, transport.Port(o.Enclave, cfg.EnclaveConfigPort), nil)
 		},
 		Request: func(ctx context.Context) (*enclaveproto.Configure, error) {
-			return configureRequest(ctx, cfg, sealed, o.Credentials)
+			req, expires, err := configureRequest(ctx, cfg, sealed, o.Credentials)
+			m.CredentialsExpiry(expires)
+			return req, err
 		},
+		Pushed:         m.EnclaveUp,
 		Configured:     o.Configured,
 		StartupTimeout: o.EnclaveTimeout,
 		Log:            o.Log,
@@ -113,10 +125,16 @@ func readSealed(cfg *config.Config, validator transport.Addr) (sealedKeys, error
 	return s, nil
 }
 
-func configureRequest(ctx context.Context, cfg *config.Config, sealed sealedKeys, creds aws.CredentialsProvider) (*enclaveproto.Configure, error) {
+// configureRequest builds the configuration and says when its credentials
+// expire (zero: never).
+func configureRequest(ctx context.Context, cfg *config.Config, sealed sealedKeys, creds aws.CredentialsProvider) (*enclaveproto.Configure, time.Time, error) {
 	c, err := creds.Retrieve(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("failed to get AWS credentials: %w", err)
+		return nil, time.Time{}, fmt.Errorf("failed to get AWS credentials: %w", err)
+	}
+	var expires time.Time
+	if c.CanExpire {
+		expires = c.Expires
 	}
 	return &enclaveproto.Configure{
 		ChainID:            cfg.ChainID,
@@ -132,7 +150,7 @@ func configureRequest(ctx context.Context, cfg *config.Config, sealed sealedKeys
 		StatePort:          cfg.EnclaveStatePort,
 		ValidatorPort:      cfg.EnclaveTendermintConn,
 		LogPort:            cfg.EnclaveLogPort,
-	}, nil
+	}, expires, nil
 }
 
 // ProtoCredentials converts SDK credentials for the enclave.

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
@@ -16,8 +18,9 @@ import (
 // releases the signature; the server answers only once the state is on
 // disk (fdatasync), so no signature can be ahead of the file.
 type StateServer struct {
-	File *signstate.File
-	Log  *slog.Logger
+	File    *signstate.File
+	Log     *slog.Logger
+	Metrics *metrics.Metrics // optional
 }
 
 // Serve accepts enclave connections until ctx ends. One enclave is served
@@ -58,9 +61,13 @@ func (s *StateServer) serveConn(ctx context.Context, nc net.Conn) error {
 // persist writes one state; the answer is StateAck or an Error that the
 // enclave turns into a refusal to sign.
 func (s *StateServer) persist(ctx context.Context, p *enclaveproto.PersistState) enclaveproto.Message {
+	start := time.Now()
 	st, err := signstate.UnmarshalState(p.Record)
 	if err == nil {
 		err = s.File.Save(ctx, st)
+	}
+	if s.Metrics != nil {
+		s.Metrics.StatePersisted(time.Since(start), err)
 	}
 	if err != nil {
 		code := enclaveproto.CodeInternal

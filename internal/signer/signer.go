@@ -107,9 +107,16 @@ func (s *Signer) PubKey(chainID string) (crypto.PubKey, error) {
 
 func (s *Signer) checkChainID(chainID string) error {
 	if chainID != s.chainID {
-		return fmt.Errorf("%w: request for %q, signer is for %q", ErrChainID, chainID, s.chainID)
+		return s.refuse(fmt.Errorf("%w: request for %q, signer is for %q", ErrChainID, chainID, s.chainID))
 	}
 	return nil
+}
+
+// refuse logs a request refused before the guard (the guard's refusals
+// are logged in sign) and returns err.
+func (s *Signer) refuse(err error) error {
+	s.log.Error("refused to sign", "chain_id", s.chainID, "err", err)
+	return err
 }
 
 // SignVote signs a prevote or precommit. With signExtension, a non-nil
@@ -120,7 +127,7 @@ func (s *Signer) SignVote(ctx context.Context, chainID string, v *cmtproto.Vote,
 	}
 	step, bid, err := validateVote(v)
 	if err != nil {
-		return Signed{}, err
+		return Signed{}, s.refuse(err)
 	}
 	req := signstate.Request{
 		HRS:       signstate.HRS{Height: v.Height, Round: v.Round, Step: step},
@@ -146,7 +153,7 @@ func (s *Signer) SignProposal(ctx context.Context, chainID string, p *cmtproto.P
 	}
 	bid, err := validateProposal(p)
 	if err != nil {
-		return Signed{}, err
+		return Signed{}, s.refuse(err)
 	}
 	req := signstate.Request{
 		HRS:       signstate.HRS{Height: p.Height, Round: p.Round, Step: signstate.StepPropose},

@@ -1,0 +1,280 @@
+// Package bench measures signing latency as a CometBFT node sees it, for
+// three signers side by side in one run:
+//
+//   - (a) CometBFT's own FilePV behind its own SignerServer, the baseline;
+//   - (b) this project's signer core: package signer with a signstate.File
+//     (fdatasync per signature) behind the privval handler;
+//   - (c) the full local stack: local init, then local start (helper,
+//     enclave process, local KMS), signing through the helper's bridge with
+//     the host persisting the state before the enclave releases.
+//
+// The node side is CometBFT's own privval client code (SignerListenerEndpoint
+// and SignerClient) listening on a unix socket that the signer dials. Each
+// height is a proposal, a prevote and a precommit carrying a vote extension
+// whose signature is requested, sent one at a time as consensus does. The
+// configurations take turns in short chunks of heights, so that a change in
+// the machine's load or the disk's behaviour during the run affects all of
+// them alike; every signature is verified after its chunk, outside the
+// timed section.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is one of the signers measured.
+type Config int
+
+const (
+	FilePV Config = iota // (a) CometBFT FilePV + SignerServer
+	Core                 // (b) our signer core
+	Stack                // (c) the full local stack
+)
+
+// AllConfigs are the configurations in the order they are reported.
+var AllConfigs = []Config{FilePV, Core, Stack}
+
+var configInfo = [...]struct{ letter, id, name, durability string }{
+	FilePV: {"a", "filepv", "CometBFT FilePV + SignerServer",
+		"CometBFT's own: the JSON state written to a new O_SYNC temp file, renamed over the old one (no directory fsync), per signature"},
+	Core: {"b", "core", "signer core (signer + signstate.File + privval handler)",
+		"fdatasync per signature: the 1 KiB double-slot state record overwritten in place"},
+	Stack: {"c", "stack", "local stack (helper + enclave process, local start)",
+		"the enclave sends each state record to the helper, which writes it with fdatasync before acknowledging; the enclave releases the signature only then"},
+}
+
+// Letter is "a", "b" or "c".
+func (c Config) Letter() string { return configInfo[c].letter }
+
+// ID is "filepv", "core" or "stack".
+func (c Config) ID() string { return configInfo[c].id }
+
+// Name describes the configuration.
+func (c Config) Name() string { return configInfo[c].name }
+
+// Durability says how the configuration persists its state.
+func (c Config) Durability() string { return configInfo[c].durability }
+
+func (c Config) String() string { return "(" + c.Letter() + ") " + c.ID() }
+
+// ParseConfigs parses a comma-separated list of configurations, each named
+// by letter (a, b, c) or id (filepv, core, stack).
+func ParseConfigs(s string) ([]Config, error) {
+	var out []Config
+	seen := map[Config]bool{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		c, ok := lookupConfig(f)
+		if !ok {
+			return nil, fmt.Errorf("bench: unknown configuration %q (want a|filepv, b|core, c|stack)", f)
+		}
+		if !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func lookupConfig(f string) (Config, bool) {
+	for _, c := range AllConfigs {
+		if f == c.Letter() || f == c.ID() {
+			return c, true
+		}
+	}
+	return 0, false
+}
+
+// Options configure Run.
+type Options struct {
+	Heights int      // measured heights per configuration (3 requests each)
+	Warmup  int      // heights signed first and not measured
+	Configs []Config // default AllConfigs
+	// Dir is where the run's temporary directory is made (default: the
+	// system's). Its filesystem decides what a durable write costs.
+	Dir  string
+	Keep bool // keep the temporary directory
+	// Enclave is the tmkms-nitro-enclave program; needed for Stack.
+	Enclave string
+	// ChunkHeights is how many heights a configuration signs before the
+	// next one takes its turn (default 10).
+	ChunkHeights int
+	// Log receives the helper's and the enclave's logs; nil discards.
+	Log *slog.Logger
+	// Progress receives a line per phase; nil discards.
+	Progress io.Writer
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if len(o.Configs) == 0 {
+		o.Configs = AllConfigs
+	}
+	if o.ChunkHeights <= 0 {
+		o.ChunkHeights = 10
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	switch {
+	case o.Heights < 1:
+		return o, errors.New("bench: at least one height must be measured")
+	case o.Warmup < 0:
+		return o, errors.New("bench: warm-up heights cannot be negative")
+	}
+	return o, nil
+}
+
+// chainID is the chain every configuration signs for.
+const chainID = "bench-chain"
+
+// connectTimeout bounds waiting for a signer to dial the node.
+const connectTimeout = 60 * time.Second
+
+// subject is one configuration being measured.
+type subject struct {
+	cfg   Config
+	node  *node
+	next  int64 // the next height to sign
+	lat   [RequestsPerHeight][]time.Duration
+	wall  time.Duration // of the measured chunks
+	stack *stackRun     // for Stack only
+	stop  func()
+}
+
+// run signs heights heights; with record, their latencies count.
+func (s *subject) run(heights int, record bool) error {
+	batch := make([]signed, 0, heights)
+	start := time.Now()
+	for range heights {
+		lat, sg, err := s.node.signHeight(s.next)
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", s.cfg, err)
+		}
+		s.next++
+		batch = append(batch, sg)
+		if record {
+			for i, d := range lat {
+				s.lat[i] = append(s.lat[i], d)
+			}
+		}
+	}
+	if record {
+		s.wall += time.Since(start)
+	}
+	for _, sg := range batch {
+		if err := s.node.verify(sg); err != nil {
+			return fmt.Errorf("bench: %s: %w", s.cfg, err)
+		}
+	}
+	return nil
+}
+
+// Run measures the configurations and returns the report.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(orTemp(o.Dir), 0o700); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	dir, err := os.MkdirTemp(o.Dir, "tmkms-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if !o.Keep {
+		defer os.RemoveAll(dir)
+	}
+	subjects, err := startAll(ctx, dir, o)
+	defer stopAll(subjects)
+	if err != nil {
+		return nil, err
+	}
+	if err := measure(ctx, subjects, o); err != nil {
+		return nil, err
+	}
+	return newReport(probeEnvironment(dir), o, subjects), nil
+}
+
+func orTemp(dir string) string {
+	if dir == "" {
+		return os.TempDir()
+	}
+	return dir
+}
+
+// startAll sets up every configuration, each in its own directory with its
+// own node socket.
+func startAll(ctx context.Context, dir string, o Options) ([]*subject, error) {
+	var subjects []*subject
+	for _, c := range o.Configs {
+		fmt.Fprintf(o.Progress, "setting up %s: %s\n", c, c.Name())
+		d := filepath.Join(dir, c.ID())
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return subjects, fmt.Errorf("bench: %w", err)
+		}
+		s, err := start(ctx, c, d, o)
+		if err != nil {
+			return subjects, fmt.Errorf("bench: %s: %w", c, err)
+		}
+		subjects = append(subjects, s)
+	}
+	return subjects, nil
+}
+
+func start(ctx context.Context, c Config, dir string, o Options) (*subject, error) {
+	switch c {
+	case FilePV:
+		return startFilePV(dir)
+	case Core:
+		return startCore(ctx, dir, o.Log)
+	case Stack:
+		return startStack(ctx, dir, o)
+	}
+	return nil, fmt.Errorf("unknown configuration %d", c)
+}
+
+func stopAll(subjects []*subject) {
+	for i := len(subjects) - 1; i >= 0; i-- {
+		subjects[i].stop()
+	}
+}
+
+// measure warms every configuration up, then lets them take turns, chunk
+// by chunk, until each has signed o.Heights measured heights.
+func measure(ctx context.Context, subjects []*subject, o Options) error {
+	fmt.Fprintf(o.Progress, "warming up: %d heights each\n", o.Warmup)
+	for _, s := range subjects {
+		if err := s.run(o.Warmup, false); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(o.Progress, "measuring: %d heights each, %d at a time per configuration\n", o.Heights, o.ChunkHeights)
+	for done := 0; done < o.Heights; done += o.ChunkHeights {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		for _, s := range subjects {
+			if err := s.run(min(o.ChunkHeights, o.Heights-done), true); err != nil {
+				return err
+			}
+		}
+	}
+	for _, s := range subjects {
+		if s.stack != nil {
+			s.stack.sampleMemory()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,271 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the outcome of a run.
+type Report struct {
+	Environment       Environment `json:"environment"`
+	Workload          string      `json:"workload"`
+	Heights           int         `json:"heights"`
+	Warmup            int         `json:"warmup_heights"`
+	RequestsPerHeight int         `json:"requests_per_height"`
+	Results           []Result    `json:"results"`
+	Ratios            []Ratio     `json:"ratios,omitempty"`
+	Stack             *StackInfo  `json:"stack,omitempty"`
+	Targets           []Target    `json:"targets,omitempty"`
+}
+
+// Result is one configuration's latencies, as the node measured them
+// (request written to response read).
+type Result struct {
+	Config         string             `json:"config"` // a, b or c
+	ID             string             `json:"id"`
+	Name           string             `json:"name"`
+	Durability     string             `json:"durability"`
+	Latency        Summary            `json:"latency"`
+	ByType         map[string]Summary `json:"by_type"`
+	RequestsPerSec float64            `json:"requests_per_second"`
+}
+
+// Ratio compares a configuration with the baseline (a) from the same run.
+type Ratio struct {
+	Name string  `json:"name"` // "(b)/(a)"
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+}
+
+// StackInfo is what configuration (c) measures besides latency.
+type StackInfo struct {
+	EnclavePID          int     `json:"enclave_pid,omitempty"`
+	EnclaveBinary       string  `json:"enclave_binary"`
+	EnclavePeakRSSBytes int64   `json:"enclave_peak_rss_bytes"`      // VmHWM at the end of the run
+	EnclaveRSSBytes     int64   `json:"enclave_rss_bytes"`           // VmRSS at the end of the run
+	MemoryError         string  `json:"memory_error,omitempty"`      // why the RSS could not be read
+	EnclaveStartedMs    float64 `json:"enclave_started_ms"`          // local start → enclave process spawned
+	ConfiguredMs        float64 `json:"configured_ms"`               // → enclave configured (key unsealed via KMS, state loaded)
+	ConnectedMs         float64 `json:"connected_ms"`                // → node saw the signer connect and got its public key
+	FirstSignatureMs    float64 `json:"start_to_first_signature_ms"` // → first proposal signed, at the node
+}
+
+// Target is one of issue 7's goals, checked against this run.
+type Target struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Limit float64 `json:"limit"`
+	Unit  string  `json:"unit,omitempty"`
+	Met   bool    `json:"met"`
+}
+
+const workload = "per height: SignProposal, SignVote(prevote), SignVote(precommit with a 32-byte vote extension, extension signature requested); one request at a time over a unix socket; node side = CometBFT SignerListenerEndpoint + SignerClient"
+
+func newReport(env Environment, o Options, subjects []*subject) *Report {
+	r := &Report{Environment: env, Workload: workload, Heights: o.Heights, Warmup: o.Warmup, RequestsPerHeight: RequestsPerHeight}
+	byConfig := map[Config]Result{}
+	for _, s := range subjects {
+		res := s.result()
+		byConfig[s.cfg] = res
+		r.Results = append(r.Results, res)
+		if s.stack != nil {
+			r.Stack = s.stack.info()
+		}
+	}
+	base, ok := byConfig[FilePV]
+	for _, c := range []Config{Core, Stack} {
+		if res, has := byConfig[c]; ok && has {
+			r.Ratios = append(r.Ratios, compare(res, base))
+		}
+	}
+	r.Targets = targets(r)
+	return r
+}
+
+func (s *subject) result() Result {
+	var all []time.Duration
+	by := map[string]Summary{}
+	for i, l := range s.lat {
+		all = append(all, l...)
+		by[kinds[i]] = summarize(l)
+	}
+	return Result{
+		Config: s.cfg.Letter(), ID: s.cfg.ID(), Name: s.cfg.Name(), Durability: s.cfg.Durability(),
+		Latency: summarize(all), ByType: by, RequestsPerSec: float64(len(all)) / s.wall.Seconds(),
+	}
+}
+
+func compare(res, base Result) Ratio {
+	a, b := res.Latency, base.Latency
+	return Ratio{Name: "(" + res.Config + ")/(" + base.Config + ")",
+		P50: ratio(a.P50, b.P50), P90: ratio(a.P90, b.P90), P99: ratio(a.P99, b.P99), Max: ratio(a.Max, b.Max)}
+}
+
+func (st *stackRun) info() *StackInfo {
+	i := &StackInfo{
+		EnclavePID: int(st.pid.Load()), EnclaveBinary: st.bin,
+		EnclavePeakRSSBytes: st.peakRSS, EnclaveRSSBytes: st.rss,
+		EnclaveStartedMs: ms(time.Duration(st.enclaveStarted.Load())), ConfiguredMs: ms(time.Duration(st.configured.Load())),
+		ConnectedMs: ms(st.connected), FirstSignatureMs: ms(st.firstSignature),
+	}
+	if st.memErr != nil {
+		i.MemoryError = st.memErr.Error()
+	}
+	return i
+}
+
+// Issue 7's targets.
+const (
+	targetCoreP50     = 0.8
+	targetStackP50    = 1.0
+	targetStackP99    = 1.3
+	targetEnclaveRSS  = 48 // MiB
+	targetFirstSignMs = 2000
+)
+
+func targets(r *Report) []Target {
+	var t []Target
+	for _, q := range r.Ratios {
+		switch q.Name {
+		case "(b)/(a)":
+			t = append(t, limit(q.Name+" p50", q.P50, targetCoreP50, ""))
+		case "(c)/(a)":
+			t = append(t, limit(q.Name+" p50", q.P50, targetStackP50, ""), limit(q.Name+" p99", q.P99, targetStackP99, ""))
+		}
+	}
+	if s := r.Stack; s != nil {
+		if s.MemoryError == "" {
+			t = append(t, limit("enclave peak RSS", mib(s.EnclavePeakRSSBytes), targetEnclaveRSS, "MiB"))
+		}
+		t = append(t, limit("local start → first signature", s.FirstSignatureMs, targetFirstSignMs, "ms"))
+	}
+	return t
+}
+
+func limit(name string, v, max float64, unit string) Target {
+	return Target{Name: name, Value: v, Limit: max, Unit: unit, Met: v <= max}
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// Missed returns the targets this run did not meet.
+func (r *Report) Missed() []Target {
+	var m []Target
+	for _, t := range r.Targets {
+		if !t.Met {
+			m = append(m, t)
+		}
+	}
+	return m
+}
+
+// WriteText writes the report for people.
+func (r *Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	r.writeEnvironment(&b)
+	r.writeResults(&b)
+	r.writeRatios(&b)
+	r.writeStack(&b)
+	r.writeTargets(&b)
+	r.writeDurability(&b)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (r *Report) writeEnvironment(b *strings.Builder) {
+	e := r.Environment
+	fmt.Fprintf(b, "environment: %d CPUs", e.CPUs)
+	if e.CPUModel != "" {
+		fmt.Fprintf(b, " (%s)", e.CPUModel)
+	}
+	fmt.Fprintf(b, ", %s %s/%s", e.GoVersion, e.GOOS, e.GOARCH)
+	if e.Kernel != "" {
+		fmt.Fprintf(b, ", Linux %s", e.Kernel)
+	}
+	fmt.Fprintf(b, "\nstate files: %s on %s", e.Dir, e.FS)
+	if e.Device != "" {
+		fmt.Fprintf(b, " (%s, %s)", e.Device, e.MountOptions)
+	}
+	fmt.Fprintf(b, "\nnode side: CometBFT %s SignerListenerEndpoint + SignerClient on a unix socket; the signer dials it\n", e.CometBFT)
+	fmt.Fprintf(b, "workload: %d heights × %d requests (proposal, prevote, precommit + %d-byte vote extension, signed) after %d warm-up heights,\n"+
+		"          one request at a time; configurations take turns every few heights; every signature verified\n\n",
+		r.Heights, r.RequestsPerHeight, ExtensionSize, r.Warmup)
+}
+
+func (r *Report) writeResults(b *strings.Builder) {
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "latency (ms)\tp50\tp90\tp99\tmax\treq/s\tp50 proposal\tprevote\tprecommit\t")
+	for _, res := range r.Results {
+		l := res.Latency
+		fmt.Fprintf(tw, "(%s) %s\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f\t%.3f\t%.3f\t%.3f\t\n", res.Config, res.ID, l.P50, l.P90, l.P99, l.Max, res.RequestsPerSec,
+			res.ByType["proposal"].P50, res.ByType["prevote"].P50, res.ByType["precommit"].P50)
+	}
+	tw.Flush()
+	b.WriteString("\n")
+}
+
+func (r *Report) writeRatios(b *strings.Builder) {
+	if len(r.Ratios) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "ratios, same run\tp50\tp90\tp99\tmax\t")
+	for _, q := range r.Ratios {
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f\t\n", q.Name, q.P50, q.P90, q.P99, q.Max)
+	}
+	tw.Flush()
+	b.WriteString("\n")
+}
+
+func (r *Report) writeStack(b *strings.Builder) {
+	s := r.Stack
+	if s == nil {
+		return
+	}
+	if s.MemoryError != "" {
+		fmt.Fprintf(b, "enclave process: memory not measured: %s\n", s.MemoryError)
+	} else {
+		fmt.Fprintf(b, "enclave process (pid %d): peak RSS (VmHWM) %.1f MiB, RSS at the end %.1f MiB\n", s.EnclavePID, mib(s.EnclavePeakRSSBytes), mib(s.EnclaveRSSBytes))
+	}
+	fmt.Fprintf(b, "local start → first signature: %.0f ms (enclave spawned %.0f ms, configured %.0f ms, node connected %.0f ms)\n\n",
+		s.FirstSignatureMs, s.EnclaveStartedMs, s.ConfiguredMs, s.ConnectedMs)
+}
+
+func (r *Report) writeTargets(b *strings.Builder) {
+	if len(r.Targets) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "targets (issue 7)\tthis run\ttarget\t")
+	for _, t := range r.Targets {
+		verdict := "met"
+		if !t.Met {
+			verdict = "MISSED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t≤ %s\t%s\n", t.Name, num(t.Value, t.Unit), num(t.Limit, t.Unit), verdict)
+	}
+	tw.Flush()
+	b.WriteString("\n")
+}
+
+func num(v float64, unit string) string {
+	switch unit {
+	case "":
+		return fmt.Sprintf("%.2f", v)
+	case "ms":
+		return fmt.Sprintf("%.0f ms", v)
+	}
+	return fmt.Sprintf("%.1f %s", v, unit)
+}
+
+func (r *Report) writeDurability(b *strings.Builder) {
+	b.WriteString("how each configuration persists its state before the signature reaches the node:\n")
+	for _, res := range r.Results {
+		fmt.Fprintf(b, "  (%s) %s: %s\n", res.Config, res.Name, res.Durability)
+	}
+}

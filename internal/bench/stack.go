@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
+)
+
+// stackRun is what configuration (c) measures besides latency.
+type stackRun struct {
+	home, bin string
+	pid       atomic.Int64 // the enclave process the helper started last
+
+	// Offsets from the start of local start; the first two are set by the
+	// helper's goroutines.
+	enclaveStarted atomic.Int64 // time.Duration
+	configured     atomic.Int64 // time.Duration
+	connected      time.Duration
+	firstSignature time.Duration
+
+	peakRSS, rss int64 // bytes, VmHWM and VmRSS of the enclave process
+	memErr       error
+}
+
+// startStack runs configuration (c): `local init` then `local start`
+// (localmode.Init and Start, in process as `demo` runs them), with the
+// node side listening where tmkms.toml's address points. The first
+// signature, a proposal at height 1, is timed from the start of Start.
+func startStack(ctx context.Context, dir string, o Options) (*subject, error) {
+	if o.Enclave == "" {
+		return nil, localmode.ErrNoEnclaveBinary
+	}
+	home := filepath.Join(dir, "home")
+	sock := filepath.Join(dir, "node.sock")
+	addr := "unix://" + sock
+	fmt.Fprintf(o.Progress, "  local init (keys generated in the enclave, sealed by the local KMS)\n")
+	if _, err := localmode.Init(ctx, localmode.InitOptions{Home: home, ChainID: chainID, Enclave: o.Enclave, Address: addr, Log: o.Log}); err != nil {
+		return nil, fmt.Errorf("local init: %w", err)
+	}
+	n, err := listenNode(sock, chainID)
+	if err != nil {
+		return nil, err
+	}
+	st := &stackRun{home: home, bin: o.Enclave}
+	ctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	t0 := time.Now()
+	var once sync.Once
+	opts := localmode.StartOptions{Home: home, Enclave: o.Enclave, Address: addr,
+		Log:        slog.New(&pidHandler{next: o.Log.Handler(), pid: &st.pid, started: func() { st.enclaveStarted.Store(int64(time.Since(t0))) }}),
+		Configured: func(*enclaveproto.Configured) { once.Do(func() { st.configured.Store(int64(time.Since(t0))) }) }}
+	fmt.Fprintf(o.Progress, "  local start\n")
+	go func() { errc <- localmode.Start(ctx, opts) }()
+	stop := func() {
+		cancel()
+		select {
+		case <-errc:
+		case <-time.After(15 * time.Second):
+		}
+		n.close()
+	}
+	if err := st.firstSign(n, t0, errc); err != nil {
+		stop()
+		return nil, err
+	}
+	return &subject{cfg: Stack, node: n, next: 2, stack: st, stop: stop}, nil
+}
+
+// firstSign waits for the enclave to dial in through the helper, then
+// signs height 1, recording when each happened.
+func (st *stackRun) firstSign(n *node, t0 time.Time, errc chan error) error {
+	connected := make(chan error, 1)
+	go func() { connected <- n.connect(connectTimeout) }()
+	select {
+	case err := <-connected:
+		if err != nil {
+			return err
+		}
+	case err := <-errc:
+		errc <- err
+		return fmt.Errorf("local start stopped before the enclave connected: %w", err)
+	}
+	st.connected = time.Since(t0)
+	start := time.Now()
+	lat, sg, err := n.signHeight(1)
+	if err != nil {
+		return err
+	}
+	st.firstSignature = start.Sub(t0) + lat[0]
+	return n.verify(sg)
+}
+
+// sampleMemory reads the enclave process's peak and current resident set
+// size.
+func (st *stackRun) sampleMemory() {
+	pid := int(st.pid.Load())
+	if pid == 0 {
+		pid = findEnclave(st.bin, st.home)
+	}
+	if pid == 0 {
+		st.memErr = errors.New("the enclave process was not found")
+		return
+	}
+	st.peakRSS, st.rss, st.memErr = procMemory(pid)
+}
+
+// procMemory returns VmHWM and VmRSS of a process, in bytes.
+func procMemory(pid int) (hwm, rss int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		switch k {
+		case "VmHWM":
+			hwm = kB(v)
+		case "VmRSS":
+			rss = kB(v)
+		}
+	}
+	if hwm == 0 {
+		return 0, 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+	}
+	return hwm, rss, nil
+}
+
+// kB parses "   1234 kB" to bytes.
+func kB(v string) int64 {
+	n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+	return n << 10
+}
+
+// findEnclave looks in /proc for the process running `bin --local home`.
+func findEnclave(bin, home string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(readString(fmt.Sprintf("/proc/%d/cmdline", pid)), "\x00"), "\x00")
+		if len(args) >= 3 && args[0] == bin && args[1] == "--local" && args[2] == home {
+			return pid
+		}
+	}
+	return 0
+}
+
+// enclaveStartedMessage is what localmode logs, with pid=N, when it starts
+// the enclave process.
+const enclaveStartedMessage = "started the local enclave"
+
+// pidHandler passes records on and remembers the pid of the last enclave
+// process the helper reports starting.
+type pidHandler struct {
+	next    slog.Handler
+	pid     *atomic.Int64
+	started func()
+}
+
+func (h *pidHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *pidHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == enclaveStartedMessage {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "pid" && a.Value.Kind() == slog.KindInt64 {
+				if h.pid.Swap(a.Value.Int64()) == 0 {
+					h.started()
+				}
+			}
+			return true
+		})
+	}
+	if !h.next.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h *pidHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &pidHandler{next: h.next.WithAttrs(as), pid: h.pid, started: h.started}
+}
+
+func (h *pidHandler) WithGroup(name string) slog.Handler {
+	return &pidHandler{next: h.next.WithGroup(name), pid: h.pid, started: h.started}
+}

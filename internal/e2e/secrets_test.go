@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
+	cmtlog "github.com/cometbft/cometbft/libs/log"
+	cmtprivval "github.com/cometbft/cometbft/privval"
+	"github.com/cometbft/cometbft/types"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/host"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localkms"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
+)
+
+// TestNoSecretsInLogs runs the local stack at debug level, with a consensus
+// key whose seed the test knows, through key import, configuration and
+// signing, and searches every log (the helper's, which carries the
+// enclave's records, and the enclave's console) for the key in any common
+// encoding and for the AWS secret key and session token.
+func TestNoSecretsInLogs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	bin := Programs(t)
+	home := filepath.Join(t.TempDir(), "kms")
+	chain := "secret-chain"
+	localInit(t, bin, home, chain)
+	seed := bytes.Repeat([]byte{0x5e}, 32)
+	importSeed(t, bin, home, seed)
+
+	sock := filepath.Join(t.TempDir(), "pv.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := cmtprivval.NewSignerClient(cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), cmtprivval.NewUnixListener(ln)), chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	t.Setenv("TMKMS_LOG_LEVEL", "debug")
+	ls := startLocal(t, bin, home, "unix://"+sock)
+	if err := client.WaitForConnection(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for h := int64(1); h <= 5; h++ {
+		v := &cmtproto.Vote{Type: types.PrecommitType, Height: h, BlockID: faultBlock(h, 0), Timestamp: time.Now().UTC(), Extension: []byte("x")}
+		if err := client.SignVote(chain, v, true); err != nil {
+			t.Fatal(err)
+		}
+		if !ed25519.Verify(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey), types.VoteSignBytes(chain, v), v.Signature) {
+			t.Fatal("not signed with the imported key")
+		}
+	}
+	ls.stop(syscall.SIGTERM)
+
+	creds, err := os.ReadFile(filepath.Join(home, "kms", localkms.CredentialsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(filepath.Join(home, "tmkms.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	secrets := map[string]string{
+		"seed (hex)":          hex.EncodeToString(seed),
+		"seed (HEX)":          strings.ToUpper(hex.EncodeToString(seed)),
+		"seed (base64)":       base64.StdEncoding.EncodeToString(seed),
+		"private key":         base64.StdEncoding.EncodeToString(priv),
+		"private key (hex)":   hex.EncodeToString(priv),
+		"AWS secret key":      cfg.Credentials.SecretKey,
+		"AWS session token":   cfg.Credentials.SessionToken,
+		"session token start": cfg.Credentials.SessionToken[:16],
+	}
+	if !bytes.Contains(creds, []byte(cfg.Credentials.SecretKey)) {
+		t.Fatal("test setup: the credentials file does not hold the secret it should")
+	}
+	console, _ := os.ReadFile(filepath.Join(home, "enclave.log"))
+	logs := map[string]string{"helper": ls.logs.String(), "enclave console": string(console)}
+	if !strings.Contains(logs["helper"], "level=DEBUG") && !strings.Contains(logs["helper"], "signed") {
+		t.Fatalf("the helper log is not at debug level or has no signatures:\n%s", logs["helper"])
+	}
+	for where, text := range logs {
+		for what, secret := range secrets {
+			if secret != "" && strings.Contains(text, secret) {
+				t.Errorf("%s found in the %s log", what, where)
+			}
+		}
+	}
+}
+
+// importSeed replaces home's consensus key with one made from seed, sealed
+// by the enclave, as `import` does.
+func importSeed(t *testing.T, bin, home string, seed []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kms, err := localmode.StartKMS(home, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kms.Close()
+	enc, err := localmode.StartEnclave(ctx, filepath.Join(bin, "tmkms-nitro-enclave"), home, nopLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); enc.Wait() }()
+	cfg, err := config.Load(filepath.Join(home, "tmkms.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gk, err := host.SealKey(ctx, func(ctx context.Context) (net.Conn, error) { return localmode.DialConfig(ctx, home) },
+		&enclaveproto.ImportKey{Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Credentials: host.ProtoCredentials(kms.Credentials().AWS()),
+			Purpose: enclaveproto.PurposeConsensus, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := host.WriteSecret(cfg.SealedConsensusKeyPath, gk.SealedKey, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func nopLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

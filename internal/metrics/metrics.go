@@ -1,0 +1,442 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Refusal reasons, the values of the reason label of tmkms_refusals_total.
+const (
+	ReasonDoubleSign    = "double_sign"
+	ReasonRegression    = "regression"
+	ReasonWrongChainID  = "wrong_chain_id"
+	ReasonPersistFailed = "persist_failed"
+	ReasonInvalid       = "invalid"
+	ReasonOther         = "other"
+)
+
+// reasons lists every refusal reason; Refused maps anything else to
+// ReasonOther, so the label's cardinality stays bounded.
+var reasons = []string{ReasonDoubleSign, ReasonRegression, ReasonWrongChainID, ReasonPersistFailed, ReasonInvalid, ReasonOther}
+
+// Signature types as the enclave names them (signstate.Step's String).
+var signatureTypes = []string{"proposal", "prevote", "precommit"}
+
+// latencyBuckets cover 0.1 ms (an in-memory signature) to 5 s (CometBFT's
+// own budget for a remote signature; anything later is a missed vote).
+var latencyBuckets = []float64{
+	0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005,
+	0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5,
+	1, 2.5, 5,
+}
+
+// DefaultHealthWindow is Options.HealthWindow's default.
+const DefaultHealthWindow = 60 * time.Second
+
+// Options configure New.
+type Options struct {
+	// HealthWindow: /healthz is unhealthy when no signature was released
+	// for this long (default 60 s). The same span after start is a grace
+	// period in which no signature is required yet.
+	HealthWindow time.Duration
+	// Now is the clock (default time.Now); tests inject one.
+	Now func() time.Time
+	// ChainID, when set, creates every tmkms_signatures_total and
+	// tmkms_refusals_total series for that chain at 0, so that rate() and
+	// increase() see the first event instead of a series appearing at 1.
+	ChainID string
+}
+
+// Metrics are the helper's Prometheus metrics and health state. All
+// methods are safe for concurrent use; each Metrics has its own registry.
+type Metrics struct {
+	reg    *prometheus.Registry
+	now    func() time.Time
+	window time.Duration
+	start  time.Time
+
+	// tmkms_signatures_total{chain_id,type}: signatures the enclave
+	// released (a repeated request answered with the stored signature is
+	// not counted: the enclave does not log it as "signed").
+	signatures *prometheus.CounterVec
+	// tmkms_refusals_total{chain_id,reason}: signing requests the enclave
+	// refused, by reason (see the Reason constants).
+	refusals *prometheus.CounterVec
+	// tmkms_signing_latency_seconds: time from the enclave receiving a
+	// signing request to releasing the signature, including the state
+	// round trip to the helper (the latency of the enclave's "signed" log
+	// record).
+	signLatency prometheus.Histogram
+	// tmkms_last_signed_height, tmkms_last_signed_round,
+	// tmkms_last_signed_step: position of the last released signature;
+	// step is 1 proposal, 2 prevote, 3 precommit (CometBFT's FilePV
+	// values), 0 unknown.
+	lastHeight, lastRound, lastStep prometheus.Gauge
+	// tmkms_last_signature_timestamp_seconds: Unix time of the last
+	// released signature, 0 before the first.
+	lastSignedAt prometheus.Gauge
+	// tmkms_state_persist_seconds: time for the helper to durably write
+	// (fdatasync) one double-sign state, failed attempts included.
+	persistLatency prometheus.Histogram
+	// tmkms_state_persist_failures_total: states the helper failed or
+	// refused to persist; the enclave signs nothing for each.
+	persistFailures prometheus.Counter
+	// tmkms_validator_connected: 1 while the bridge holds a connection to
+	// the validator's priv_validator_laddr, else 0.
+	validatorUp prometheus.Gauge
+	// tmkms_validator_reconnects_total: times the bridge redialed the
+	// validator after a connection ended or failed.
+	reconnects prometheus.Counter
+	// tmkms_enclave_up: 1 when the last configuration push reached the
+	// enclave and it answered, else 0.
+	enclaveUp prometheus.Gauge
+	// tmkms_credentials_expiry_timestamp_seconds: Unix time at which the
+	// AWS credentials last pushed to the enclave expire; 0 for static
+	// credentials that never expire.
+	credsExpiry prometheus.Gauge
+
+	mu          sync.Mutex
+	enclaveOK   bool
+	lastSigned  time.Time // zero before the first signature
+	everSigned  bool
+	handlerOnce sync.Once
+	handler     http.Handler
+}
+
+// New returns metrics on a fresh registry, which also carries the Go
+// runtime (go_*) and process (process_*) collectors.
+func New(opts Options) *Metrics {
+	if opts.HealthWindow <= 0 {
+		opts.HealthWindow = DefaultHealthWindow
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m := &Metrics{
+		reg:    prometheus.NewRegistry(),
+		now:    opts.Now,
+		window: opts.HealthWindow,
+		start:  opts.Now(),
+		signatures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tmkms_signatures_total",
+			Help: "Signatures the enclave released, by chain and type (proposal, prevote, precommit).",
+		}, []string{"chain_id", "type"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tmkms_refusals_total",
+			Help: "Signing requests the enclave refused, by chain and reason (double_sign, regression, wrong_chain_id, persist_failed, invalid, other).",
+		}, []string{"chain_id", "reason"}),
+		signLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tmkms_signing_latency_seconds",
+			Help:    "Time from the enclave receiving a signing request to releasing the signature, state persistence included.",
+			Buckets: latencyBuckets,
+		}),
+		lastHeight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tmkms_last_signed_height",
+			Help: "Height of the last released signature.",
+		}),
+		lastRound: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tmkms_last_signed_round",
+			Help: "Round of the last released signature.",
+		}),
+		lastStep: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tmkms_last_signed_step",
+			Help: "Step of the last released signature: 1 proposal, 2 prevote, 3 precommit, 0 unknown.",
+		}),
+		lastSignedAt: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tmkms_last_signature_timestamp_seconds",
+			Help: "Unix time of the last released signature, 0 before the first.",
+		}),
+		persistLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tmkms_state_persist_seconds",
+			Help:    "Time to durably write one double-sign state (fdatasync), failed attempts included.",
+			Buckets: latencyBuckets,
+		}),
+		persistFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tmkms_state_persist_failures_total",
+			Help: "Double-sign states the helper failed or refused to persist; nothing was signed for each.",
+		}),
+		validatorUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tmkms_validator_connected",
+			Help: "1 while the bridge holds a connection to the validator, else 0.",
+		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tmkms_validator_reconnects_total",
+			Help: "Times the bridge redialed the validator after a connection ended or failed.",
+		}),
+		enclaveUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tmkms_enclave_up",
+			Help: "1 when the last configuration push reached the enclave, else 0.",
+		}),
+		credsExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tmkms_credentials_expiry_timestamp_seconds",
+			Help: "Unix time at which the AWS credentials pushed to the enclave expire; 0 if they never expire.",
+		}),
+	}
+	m.reg.MustRegister(
+		m.signatures, m.refusals, m.signLatency,
+		m.lastHeight, m.lastRound, m.lastStep, m.lastSignedAt,
+		m.persistLatency, m.persistFailures,
+		m.validatorUp, m.reconnects, m.enclaveUp, m.credsExpiry,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	if opts.ChainID != "" {
+		for _, t := range signatureTypes {
+			m.signatures.WithLabelValues(opts.ChainID, t)
+		}
+		for _, r := range reasons {
+			m.refusals.WithLabelValues(opts.ChainID, r)
+		}
+	}
+	return m
+}
+
+// Registry returns the registry, to add collectors or gather in tests.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Signed records one signature the enclave released (its "signed" log
+// record: chain_id, type, hrs, latency). step is the step's name
+// ("proposal", "prevote", "precommit"); see ParseHRS.
+func (m *Metrics) Signed(chainID, msgType string, height int64, round int32, step string, latency time.Duration) {
+	m.signatures.WithLabelValues(chainID, msgType).Inc()
+	m.signLatency.Observe(max(latency, 0).Seconds())
+	m.lastHeight.Set(float64(height))
+	m.lastRound.Set(float64(round))
+	m.lastStep.Set(float64(StepValue(step)))
+	now := m.now()
+	m.lastSignedAt.Set(float64(now.UnixNano()) / 1e9)
+	m.mu.Lock()
+	m.lastSigned, m.everSigned = now, true
+	m.mu.Unlock()
+}
+
+// Refused records one refused signing request. A reason other than the Reason constants
+// is recorded as ReasonOther.
+func (m *Metrics) Refused(chainID, reason string) {
+	switch reason {
+	case ReasonDoubleSign, ReasonRegression, ReasonWrongChainID, ReasonPersistFailed, ReasonInvalid:
+	default:
+		reason = ReasonOther
+	}
+	m.refusals.WithLabelValues(chainID, reason).Inc()
+}
+
+// ReasonFromError maps the text of an enclave refusal (its log message
+// and/or err attribute, e.g. "refused to sign: state not persisted: ...")
+// to a reason. A persistence failure wins over the regression the host
+// may cite for refusing to persist.
+func ReasonFromError(errText string) string {
+	s := strings.ToLower(errText)
+	has := func(subs ...string) bool {
+		for _, sub := range subs {
+			if strings.Contains(s, sub) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("failed to persist", "state not persisted", "did not persist"):
+		return ReasonPersistFailed
+	case has("double sign"):
+		return ReasonDoubleSign
+	case has("height regression", "round regression", "step regression"):
+		return ReasonRegression
+	case has("wrong chain id"):
+		return ReasonWrongChainID
+	case has("invalid request"):
+		return ReasonInvalid
+	}
+	return ReasonOther
+}
+
+// StatePersisted records one attempt to persist the double-sign state:
+// its duration, and a failure when err is not nil.
+func (m *Metrics) StatePersisted(latency time.Duration, err error) {
+	m.persistLatency.Observe(max(latency, 0).Seconds())
+	if err != nil {
+		m.persistFailures.Inc()
+	}
+}
+
+// ValidatorConnection records whether the bridge holds a connection to the
+// validator.
+func (m *Metrics) ValidatorConnection(up bool) { m.validatorUp.Set(b2f(up)) }
+
+// ValidatorReconnect records one redial of the validator after a
+// connection ended or failed.
+func (m *Metrics) ValidatorReconnect() { m.reconnects.Inc() }
+
+// EnclaveUp records whether the last configuration push reached the
+// enclave. Until the first call the enclave counts as down.
+func (m *Metrics) EnclaveUp(up bool) {
+	m.enclaveUp.Set(b2f(up))
+	m.mu.Lock()
+	m.enclaveOK = up
+	m.mu.Unlock()
+}
+
+// CredentialsExpiry records when the pushed AWS credentials expire; the
+// zero time means they never expire (static credentials) and records 0.
+func (m *Metrics) CredentialsExpiry(t time.Time) {
+	if t.IsZero() {
+		m.credsExpiry.Set(0)
+		return
+	}
+	m.credsExpiry.Set(float64(t.Unix()))
+}
+
+// Health reports whether the helper is healthy and, if not, why in one
+// line: the enclave must be up, and a signature must have been released
+// within the health window (not required during the window after start).
+func (m *Metrics) Health() (ok bool, reason string) {
+	now := m.now()
+	m.mu.Lock()
+	enclaveOK, last, ever := m.enclaveOK, m.lastSigned, m.everSigned
+	m.mu.Unlock()
+	switch {
+	case !enclaveOK:
+		return false, "enclave unreachable"
+	case ever && now.Sub(last) <= m.window:
+		return true, ""
+	case !ever && now.Sub(m.start) <= m.window:
+		return true, ""
+	case ever:
+		return false, "no signature for " + roundDur(now.Sub(last))
+	default:
+		return false, "no signature for " + roundDur(now.Sub(m.start)) + " (none since start)"
+	}
+}
+
+// Handler serves /metrics (Prometheus exposition of this registry) and
+// /healthz (200 "ok", or 503 with a one-line reason).
+func (m *Metrics) Handler() http.Handler {
+	m.handlerOnce.Do(func() {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+			ErrorHandling:     promhttp.ContinueOnError,
+			Timeout:           10 * time.Second,
+			EnableOpenMetrics: true,
+		}))
+		mux.HandleFunc("GET /healthz", m.serveHealth)
+		m.handler = mux
+	})
+	return m.handler
+}
+
+func (m *Metrics) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	ok, reason := m.Health()
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, reason)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// Serve listens on addr (host:port) and serves Handler until ctx ends,
+// then shuts the server down. A failure to listen is returned at once.
+func (m *Metrics) Serve(ctx context.Context, addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics: failed to listen on %s: %w", addr, err)
+	}
+	return m.serve(ctx, ln, log)
+}
+
+func (m *Metrics) serve(ctx context.Context, ln net.Listener, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	srv := &http.Server{
+		Handler:           m.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("serving metrics", "address", ln.Addr().String(), "paths", "/metrics /healthz")
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics: server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics: server stopped: %w", err)
+	}
+	return nil
+}
+
+// ParseHRS splits the "height/round/step" of the enclave's log records
+// (signstate.HRS's String, e.g. "1200/0/prevote").
+func ParseHRS(hrs string) (height int64, round int32, step string, err error) {
+	hs, rest, ok1 := strings.Cut(hrs, "/")
+	rs, step, ok2 := strings.Cut(rest, "/")
+	if !ok1 || !ok2 || step == "" {
+		return 0, 0, "", fmt.Errorf("metrics: malformed hrs %q", hrs)
+	}
+	height, err = strconv.ParseInt(hs, 10, 64)
+	if err != nil {
+		return 0, 0, "", fmt.Errorf("metrics: malformed height in hrs %q", hrs)
+	}
+	r, err := strconv.ParseInt(rs, 10, 32)
+	if err != nil {
+		return 0, 0, "", fmt.Errorf("metrics: malformed round in hrs %q", hrs)
+	}
+	return height, int32(r), step, nil
+}
+
+// StepValue is the tmkms_last_signed_step value of a step name: 1
+// proposal, 2 prevote, 3 precommit (CometBFT's FilePV values), else 0.
+func StepValue(step string) int {
+	switch step {
+	case "proposal", "propose":
+		return 1
+	case "prevote":
+		return 2
+	case "precommit":
+		return 3
+	}
+	return 0
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// roundDur prints d to the second ("1m30s"), or to the millisecond below
+// one second.
+func roundDur(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}

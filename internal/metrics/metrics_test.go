@@ -1,0 +1,299 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+)
+
+// clock is an injectable, advanceable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
+	t.Helper()
+	resp, err := srv.Client().Get(srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func TestExposition(t *testing.T) {
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	m := New(Options{Now: clk.Now, ChainID: "test-chain"})
+	New(Options{}) // a second instance must not collide: no global registry
+
+	m.Signed("test-chain", "prevote", 1200, 0, "prevote", 800*time.Microsecond)
+	clk.Add(1500 * time.Millisecond)
+	m.Signed("test-chain", "precommit", 1200, 1, "precommit", 3*time.Millisecond)
+	m.Refused("test-chain", ReasonDoubleSign)
+	m.Refused("test-chain", ReasonFromError("height regression: got height 5, last signed 6/0/prevote"))
+	m.Refused("test-chain", "made-up reason")
+	m.StatePersisted(2*time.Millisecond, nil)
+	m.StatePersisted(40*time.Millisecond, errors.New("disk full"))
+	m.ValidatorConnection(true)
+	m.ValidatorReconnect()
+	m.ValidatorReconnect()
+	m.EnclaveUp(true)
+	m.CredentialsExpiry(time.Unix(1_700_003_600, 0))
+
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	code, body := get(t, srv, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: status %d\n%s", code, body)
+	}
+	for _, want := range []string{
+		`# TYPE tmkms_signatures_total counter`,
+		`tmkms_signatures_total{chain_id="test-chain",type="prevote"} 1`,
+		`tmkms_signatures_total{chain_id="test-chain",type="precommit"} 1`,
+		`tmkms_signatures_total{chain_id="test-chain",type="proposal"} 0`,
+		`tmkms_refusals_total{chain_id="test-chain",reason="double_sign"} 1`,
+		`tmkms_refusals_total{chain_id="test-chain",reason="regression"} 1`,
+		`tmkms_refusals_total{chain_id="test-chain",reason="other"} 1`,
+		`tmkms_refusals_total{chain_id="test-chain",reason="wrong_chain_id"} 0`,
+		`tmkms_refusals_total{chain_id="test-chain",reason="persist_failed"} 0`,
+		`# TYPE tmkms_signing_latency_seconds histogram`,
+		`tmkms_signing_latency_seconds_bucket{le="0.0005"} 0`,
+		`tmkms_signing_latency_seconds_bucket{le="0.001"} 1`,
+		`tmkms_signing_latency_seconds_bucket{le="0.005"} 2`,
+		`tmkms_signing_latency_seconds_bucket{le="+Inf"} 2`,
+		`tmkms_signing_latency_seconds_sum 0.0038`,
+		`tmkms_signing_latency_seconds_count 2`,
+		`tmkms_last_signed_height 1200`,
+		`tmkms_last_signed_round 1`,
+		`tmkms_last_signed_step 3`,
+		`tmkms_last_signature_timestamp_seconds 1.7000000015e+09`,
+		`tmkms_state_persist_seconds_bucket{le="0.0025"} 1`,
+		`tmkms_state_persist_seconds_bucket{le="0.05"} 2`,
+		`tmkms_state_persist_seconds_count 2`,
+		`tmkms_state_persist_failures_total 1`,
+		`tmkms_validator_connected 1`,
+		`tmkms_validator_reconnects_total 2`,
+		`tmkms_enclave_up 1`,
+		`tmkms_credentials_expiry_timestamp_seconds 1.7000036e+09`,
+		`# TYPE go_goroutines gauge`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("exposition:\n%s", body)
+	}
+
+	// Every tmkms_ metric is registered, typed and documented.
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		if name := mf.GetName(); strings.HasPrefix(name, "tmkms_") {
+			n++
+			if mf.GetHelp() == "" || !strings.Contains(body, "# HELP "+name+" ") {
+				t.Errorf("%s has no help text", name)
+			}
+		}
+	}
+	if n != 13 {
+		t.Errorf("gathered %d tmkms_ metric families, want 13", n)
+	}
+}
+
+func TestGaugesChange(t *testing.T) {
+	m := New(Options{})
+	m.ValidatorConnection(true)
+	m.ValidatorConnection(false)
+	m.EnclaveUp(true)
+	m.EnclaveUp(false)
+	m.CredentialsExpiry(time.Unix(1_800_000_000, 0))
+	m.CredentialsExpiry(time.Time{}) // static credentials: never expire
+	m.Signed("c", "proposal", 7, 2, "proposal", -time.Second)
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	_, body := get(t, srv, "/metrics")
+	for _, want := range []string{
+		`tmkms_validator_connected 0`,
+		`tmkms_enclave_up 0`,
+		`tmkms_credentials_expiry_timestamp_seconds 0`,
+		`tmkms_signatures_total{chain_id="c",type="proposal"} 1`,
+		`tmkms_last_signed_height 7`,
+		`tmkms_last_signed_round 2`,
+		`tmkms_last_signed_step 1`,
+		`tmkms_signing_latency_seconds_sum 0`, // a negative latency is clamped
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `reason="`) {
+		t.Errorf("refusal series exist without Options.ChainID or a refusal")
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	m := New(Options{Now: clk.Now, HealthWindow: time.Minute})
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+
+	steps := []struct {
+		name string
+		do   func()
+		code int
+		body string
+	}{
+		{"enclave not yet configured", func() {}, 503, "enclave unreachable"},
+		{"grace after start", func() { m.EnclaveUp(true) }, 200, "ok"},
+		{"end of grace", func() { clk.Add(time.Minute) }, 200, "ok"},
+		{"grace over, never signed", func() { clk.Add(time.Second) }, 503, "no signature for 1m1s (none since start)"},
+		{"signed", func() { m.Signed("c", "prevote", 1, 0, "prevote", time.Millisecond) }, 200, "ok"},
+		{"within window", func() { clk.Add(30 * time.Second) }, 200, "ok"},
+		{"window elapsed", func() { clk.Add(time.Minute) }, 503, "no signature for 1m30s"},
+		{"signed again", func() { m.Signed("c", "precommit", 1, 0, "precommit", time.Millisecond) }, 200, "ok"},
+		{"enclave down", func() { m.EnclaveUp(false) }, 503, "enclave unreachable"},
+		{"enclave down wins over no signature", func() { clk.Add(2 * time.Minute) }, 503, "enclave unreachable"},
+		{"enclave back, still no signature", func() { m.EnclaveUp(true) }, 503, "no signature for 2m0s"},
+		{"signed after the outage", func() { m.Signed("c", "prevote", 2, 0, "prevote", time.Millisecond) }, 200, "ok"},
+	}
+	for _, s := range steps {
+		s.do()
+		code, body := get(t, srv, "/healthz")
+		if code != s.code || body != s.body+"\n" {
+			t.Errorf("%s: got %d %q, want %d %q", s.name, code, body, s.code, s.body+"\n")
+		}
+	}
+}
+
+func TestHealthWindowDefault(t *testing.T) {
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	m := New(Options{Now: clk.Now})
+	m.EnclaveUp(true)
+	clk.Add(DefaultHealthWindow)
+	if ok, why := m.Health(); !ok {
+		t.Fatalf("unhealthy at the end of the default grace: %s", why)
+	}
+	clk.Add(time.Second)
+	if ok, _ := m.Health(); ok {
+		t.Fatal("healthy after the default window without a signature")
+	}
+}
+
+func TestReasonFromError(t *testing.T) {
+	// The enclave's actual wrapping, built from the real sentinel errors.
+	persistWrapped := fmt.Errorf("%w: %w", signer.ErrPersist,
+		fmt.Errorf("the host did not persist the state: %w", signstate.ErrHeightRegression))
+	tests := []struct {
+		text string
+		want string
+	}{
+		{signstate.ErrDoubleSign.Error() + ": conflicting data at 5/0/prevote", ReasonDoubleSign},
+		{"refused to sign: double sign: conflicting data", ReasonDoubleSign},
+		{signstate.ErrHeightRegression.Error() + ": got height 5, last signed 6/0/prevote", ReasonRegression},
+		{signstate.ErrRoundRegression.Error() + ": got round 0 at height 6, last signed 6/1/prevote", ReasonRegression},
+		{signstate.ErrStepRegression.Error() + ": got 6/1/prevote, last signed 6/1/precommit", ReasonRegression},
+		{signer.ErrChainID.Error() + `: request for "other", signer is for "test-chain"`, ReasonWrongChainID},
+		{persistWrapped.Error(), ReasonPersistFailed},
+		{"refused to sign: state not persisted: the host did not persist the state: EOF", ReasonPersistFailed},
+		{"the host did not persist the state: context deadline exceeded", ReasonPersistFailed},
+		{signer.ErrInvalidRequest.Error() + ": vote missing", ReasonInvalid},
+		{"Invalid Request: vote type 9 is neither prevote nor precommit", ReasonInvalid},
+		{"signer: failed to sign: boom", ReasonOther},
+		{"", ReasonOther},
+	}
+	for _, tt := range tests {
+		if got := ReasonFromError(tt.text); got != tt.want {
+			t.Errorf("ReasonFromError(%q) = %q, want %q", tt.text, got, tt.want)
+		}
+	}
+}
+
+func TestParseHRS(t *testing.T) {
+	tests := []struct {
+		in     string
+		height int64
+		round  int32
+		step   string
+		ok     bool
+	}{
+		{signstate.HRS{Height: 1200, Round: 3, Step: signstate.StepPrevote}.String(), 1200, 3, "prevote", true},
+		{"7/0/proposal", 7, 0, "proposal", true},
+		{"7/0/", 0, 0, "", false},
+		{"7/0", 0, 0, "", false},
+		{"x/0/prevote", 0, 0, "", false},
+		{"7/99999999999/prevote", 0, 0, "", false},
+		{"", 0, 0, "", false},
+	}
+	for _, tt := range tests {
+		h, r, s, err := ParseHRS(tt.in)
+		if (err == nil) != tt.ok || h != tt.height || r != tt.round || s != tt.step {
+			t.Errorf("ParseHRS(%q) = %d, %d, %q, %v", tt.in, h, r, s, err)
+		}
+	}
+	for step, want := range map[signstate.Step]int{signstate.StepPropose: 1, signstate.StepPrevote: 2, signstate.StepPrecommit: 3, signstate.StepNone: 0} {
+		if got := StepValue(step.String()); got != want {
+			t.Errorf("StepValue(%q) = %d, want %d", step, got, want)
+		}
+	}
+}
+
+func TestServe(t *testing.T) {
+	m := New(Options{})
+	m.EnclaveUp(true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.serve(ctx, ln, nil) }()
+
+	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "ok\n" {
+		t.Fatalf("/healthz: %d %q", resp.StatusCode, b)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not return after ctx ended")
+	}
+	if err := m.Serve(context.Background(), ln.Addr().String()+"x", nil); err == nil {
+		t.Fatal("Serve on a bad address returned nil")
+	}
+}
