@@ -100,7 +100,12 @@ func (e *Enclave) serveConfig(ctx context.Context, nc net.Conn) {
 		m, id, err := c.Receive(rctx)
 		cancel()
 		if err != nil {
-			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+			switch {
+			case errors.Is(err, io.EOF) || ctx.Err() != nil:
+			case errors.Is(err, enclaveproto.ErrMalformed) || errors.Is(err, enclaveproto.ErrTooLarge) ||
+				errors.Is(err, enclaveproto.ErrVersion) || errors.Is(err, enclaveproto.ErrUnexpectedType):
+				e.log.Error("dropped a config connection after a bad message", "err", err)
+			default:
 				e.log.Warn("config connection closed", "err", err)
 			}
 			return

@@ -42,7 +42,13 @@ func (c *Conn) Send(ctx context.Context, m Message, id uint64) error {
 	})
 }
 
-// Receive reads the next message and its request id.
+// FrameTimeout bounds the time from a frame's first byte to its last.
+// Frames are small and written at once, so a peer that trickles one (a
+// slow loris) is cut off rather than allowed to hold the channel.
+const FrameTimeout = 5 * time.Second
+
+// Receive reads the next message and its request id. Waiting for a frame
+// is bounded by ctx; reading it, once begun, also by FrameTimeout.
 func (c *Conn) Receive(ctx context.Context) (Message, uint64, error) {
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
@@ -50,11 +56,35 @@ func (c *Conn) Receive(ctx context.Context) (Message, uint64, error) {
 		m  Message
 		id uint64
 	)
+	deadline, _ := ctx.Deadline()
 	err := withDeadline(ctx, c.nc.SetReadDeadline, func() (err error) {
-		m, id, err = Read(c.nc, c.limit)
+		m, id, err = Read(&frameReader{c: c.nc, deadline: deadline}, c.limit)
 		return err
 	})
 	return m, id, err
+}
+
+// frameReader tightens the read deadline to FrameTimeout once the first
+// byte of a frame has arrived.
+type frameReader struct {
+	c        net.Conn
+	deadline time.Time // ctx's; zero if none
+	started  bool
+}
+
+func (f *frameReader) Read(p []byte) (int, error) {
+	n, err := f.c.Read(p)
+	if n > 0 && !f.started {
+		f.started = true
+		d := time.Now().Add(FrameTimeout)
+		if !f.deadline.IsZero() && f.deadline.Before(d) {
+			d = f.deadline
+		}
+		if serr := f.c.SetReadDeadline(d); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	return n, err
 }
 
 // Call sends req under a new request id and returns the answer carrying

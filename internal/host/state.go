@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -104,10 +105,13 @@ func serveOne(ctx context.Context, ln net.Listener, log *slog.Logger, name strin
 			err := serve(cctx, nc)
 			switch {
 			case cctx.Err() != nil:
-			case errors.Is(err, enclaveproto.ErrMalformed) || errors.Is(err, enclaveproto.ErrTooLarge) || errors.Is(err, enclaveproto.ErrUnexpectedType):
+			case errors.Is(err, io.EOF):
+				log.Info("enclave connection closed", "channel", name)
+			case errors.Is(err, enclaveproto.ErrMalformed) || errors.Is(err, enclaveproto.ErrTooLarge) ||
+				errors.Is(err, enclaveproto.ErrUnexpectedType) || errors.Is(err, enclaveproto.ErrVersion):
 				log.Error("dropped the enclave connection after a bad message", "channel", name, "err", err)
 			default:
-				log.Info("enclave connection closed", "channel", name, "err", err)
+				log.Warn("dropped the enclave connection", "channel", name, "err", err)
 			}
 		}()
 	}
