@@ -16,8 +16,8 @@ type Options struct {
 	// MaxMessageSize bounds a request; default DefaultMaxMessageSize.
 	MaxMessageSize int
 	// IdleTimeout drops a connection on which no request arrived for this
-	// long. A live node sends at least a ping every ~3.3 s, so silence
-	// means the node or the path to it is gone. Default 15 s.
+	// long. A live node sends at least a ping every ~3.3 s, so three missed
+	// pings mean the node or the path to it is gone. Default 10 s.
 	IdleTimeout time.Duration
 	// WriteTimeout bounds writing one response. Default 5 s, the node's
 	// own read timeout.
@@ -30,7 +30,7 @@ func (o Options) withDefaults() Options {
 	}
 	o.MaxMessageSize = min(o.MaxMessageSize, MaxMessageSize)
 	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 15 * time.Second
+		o.IdleTimeout = 10 * time.Second
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 5 * time.Second

@@ -240,3 +240,28 @@ func FuzzParseJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPeek: whatever bytes a state file holds, loading it never panics,
+// and a state it accepts is a valid one.
+func FuzzPeek(f *testing.F) {
+	dir := f.TempDir()
+	good := filepath.Join(dir, "good")
+	s, err := Open(good, Options{AllowMissing: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	_, st := vote(StepPrecommit, 9, 2, 0xA, t0)
+	s.Save(context.Background(), st)
+	s.Close()
+	data, _ := os.ReadFile(good)
+	f.Add(data)
+	f.Add(data[:slotSize])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(t.TempDir(), "s")
+		os.WriteFile(path, b, 0o600)
+		got, err := Peek(path)
+		if err == nil && validate(got) != nil {
+			t.Fatalf("accepted an invalid state %+v", got)
+		}
+	})
+}
