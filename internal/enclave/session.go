@@ -100,7 +100,7 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	if chain, err := signstate.ChainID(last); err != nil || chain != "" && chain != c.ChainID {
 		return nil, fmt.Errorf("%w: the host's state is for chain %q, not %q (%v)", errBadConfig, chain, c.ChainID, err)
 	}
-	s := signer.New(key, c.ChainID, last, store, signer.Options{Log: e.log})
+	s := signer.New(key, c.ChainID, last, store, signer.Options{Log: e.log, MaxHeight: c.MaxHeight})
 	sctx, cancel := context.WithCancel(e.ctx)
 	sess := &session{cfg: c, resp: resp, cancel: cancel, done: make(chan struct{})}
 	go func() {

@@ -30,7 +30,7 @@ const (
 	CodeRegression  = 3 // height, round or step below the last signed one
 	CodeInvalid     = 4 // malformed vote or proposal
 	CodeUnavailable = 5 // state could not be persisted; nothing signed
-	CodeRefused     = 6 // request type this signer refuses (SignBytes)
+	CodeRefused     = 6 // request this signer refuses by policy (SignBytes, above max_height)
 )
 
 // Signer is what the handler needs from a signer.
@@ -130,6 +130,8 @@ func remoteError(err error) *pvproto.RemoteSignerError {
 		code = CodeRegression
 	case errors.Is(err, signer.ErrInvalidRequest):
 		code = CodeInvalid
+	case errors.Is(err, signer.ErrMaxHeight):
+		code = CodeRefused
 	case errors.Is(err, signer.ErrPersist):
 		code, desc = CodeUnavailable, "sign state could not be persisted; nothing was signed"
 	default:

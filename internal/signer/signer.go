@@ -30,6 +30,8 @@ var (
 	ErrInvalidRequest = errors.New("invalid request")
 	// ErrPersist marks a failure to persist the state; nothing was signed.
 	ErrPersist = errors.New("failed to persist sign state")
+	// ErrMaxHeight marks a request above the configured max_height.
+	ErrMaxHeight = errors.New("height above max_height")
 )
 
 // Store persists the state. Save must be durable when it returns nil.
@@ -60,6 +62,9 @@ type Event struct {
 type Options struct {
 	Log     *slog.Logger // nil discards
 	Observe func(Event)  // called after every signing request, under the signer's lock
+	// MaxHeight, if positive, is the last height signed (tmkms's
+	// max_height, for a planned halt or migration).
+	MaxHeight int64
 }
 
 // Signer signs for one chain with one key.
@@ -69,6 +74,7 @@ type Signer struct {
 	store   Store
 	log     *slog.Logger
 	observe func(Event)
+	max     int64
 
 	mu   sync.Mutex
 	last signstate.State
@@ -77,7 +83,7 @@ type Signer struct {
 // New returns a signer whose last signed state is last (as loaded from the
 // store).
 func New(key Key, chainID string, last signstate.State, store Store, opts Options) *Signer {
-	s := &Signer{key: key, chainID: chainID, store: store, log: opts.Log, observe: opts.Observe, last: last}
+	s := &Signer{key: key, chainID: chainID, store: store, log: opts.Log, observe: opts.Observe, last: last, max: opts.MaxHeight}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -129,6 +135,9 @@ func (s *Signer) SignVote(ctx context.Context, chainID string, v *cmtproto.Vote,
 	if err != nil {
 		return Signed{}, s.refuse(err)
 	}
+	if err := s.checkMaxHeight(v.Height); err != nil {
+		return Signed{}, err
+	}
 	req := signstate.Request{
 		HRS:       signstate.HRS{Height: v.Height, Round: v.Round, Step: step},
 		BlockID:   bid,
@@ -154,6 +163,9 @@ func (s *Signer) SignProposal(ctx context.Context, chainID string, p *cmtproto.P
 	bid, err := validateProposal(p)
 	if err != nil {
 		return Signed{}, s.refuse(err)
+	}
+	if err := s.checkMaxHeight(p.Height); err != nil {
+		return Signed{}, err
 	}
 	req := signstate.Request{
 		HRS:       signstate.HRS{Height: p.Height, Round: p.Round, Step: signstate.StepPropose},
@@ -250,6 +262,13 @@ func validateProposal(p *cmtproto.Proposal) (signstate.BlockID, error) {
 func validatePosition(height int64, round int32) error {
 	if height <= 0 || round < 0 {
 		return fmt.Errorf("%w: height %d round %d", ErrInvalidRequest, height, round)
+	}
+	return nil
+}
+
+func (s *Signer) checkMaxHeight(height int64) error {
+	if s.max > 0 && height > s.max {
+		return s.refuse(fmt.Errorf("%w: %d > %d", ErrMaxHeight, height, s.max))
 	}
 	return nil
 }

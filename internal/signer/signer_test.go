@@ -1,0 +1,67 @@
+package signer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
+	"github.com/cometbft/cometbft/types"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+)
+
+type memStore struct{ fail error }
+
+func (m *memStore) Save(context.Context, signstate.State) error { return m.fail }
+
+func vote(h int64) *cmtproto.Vote {
+	return &cmtproto.Vote{Type: types.PrevoteType, Height: h, Timestamp: time.Unix(1, 0).UTC(),
+		BlockID: cmtproto.BlockID{Hash: bytes.Repeat([]byte{1}, 32), PartSetHeader: cmtproto.PartSetHeader{Total: 1, Hash: bytes.Repeat([]byte{2}, 32)}}}
+}
+
+func TestSignerRefusals(t *testing.T) {
+	key, _ := NewEd25519(bytes.Repeat([]byte{3}, 32))
+	ctx := context.Background()
+	s := New(key, "c", signstate.State{}, &memStore{}, Options{MaxHeight: 10})
+	if _, err := s.SignVote(ctx, "c", vote(10), false); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		chain   string
+		v       *cmtproto.Vote
+		want    error
+		storeEr error
+	}{
+		{"above max_height", "c", vote(11), ErrMaxHeight, nil},
+		{"wrong chain", "d", vote(12), ErrChainID, nil},
+		{"nil vote", "c", nil, ErrInvalidRequest, nil},
+		{"bad block hash", "c", func() *cmtproto.Vote { v := vote(10); v.BlockID.Hash = []byte{1}; return v }(), ErrInvalidRequest, nil},
+		{"unknown type", "c", func() *cmtproto.Vote { v := vote(10); v.Type = 7; return v }(), ErrInvalidRequest, nil},
+	}
+	for _, tt := range tests {
+		if _, err := s.SignVote(ctx, tt.chain, tt.v, false); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	// A store that cannot persist: nothing is signed, the state stays.
+	f := New(key, "c", signstate.State{}, &memStore{fail: errors.New("disk full")}, Options{})
+	if out, err := f.SignVote(ctx, "c", vote(1), false); !errors.Is(err, ErrPersist) || out.Signature != nil {
+		t.Fatalf("persist failure: %v %x", err, out.Signature)
+	}
+	if f.LastState().Height != 0 {
+		t.Fatal("state advanced although it was not persisted")
+	}
+}
+
+func TestKeyNeverPrinted(t *testing.T) {
+	key, _ := NewEd25519(bytes.Repeat([]byte{9}, 32))
+	for _, s := range []string{key.String(), key.GoString()} {
+		if bytes.Contains([]byte(s), key.Seed()) || bytes.Contains([]byte(s), []byte("0909")) {
+			t.Fatalf("key printed: %s", s)
+		}
+	}
+}
