@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,7 +15,6 @@ import (
 
 	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
 	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
-	cmtlog "github.com/cometbft/cometbft/libs/log"
 	cmtprivval "github.com/cometbft/cometbft/privval"
 	"github.com/cometbft/cometbft/types"
 
@@ -60,28 +58,13 @@ func TestFaultInjection(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	duration := time.Duration(envInt("TMKMS_FAULT_SECONDS", 20)) * time.Second
-	bin := Programs(t)
-	home := filepath.Join(t.TempDir(), "kms")
 	chain := "fault-chain"
-	pk := cmted25519.PubKey(localInit(t, bin, home, chain))
-	sock := filepath.Join(t.TempDir(), "pv.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint := cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), cmtprivval.NewUnixListener(ln))
-	client, err := cmtprivval.NewSignerClient(endpoint, chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-
+	st := startLocalStack(t, chain, nil)
+	bin, home, client, laddr := st.bin, st.home, st.client, st.laddr
+	pk := cmted25519.PubKey(st.pub)
 	stats := &faultStats{}
 	var helperMu sync.Mutex
-	helper := startLocal(t, bin, home, "unix://"+sock)
-	if err := client.WaitForConnection(30 * time.Second); err != nil {
-		t.Fatalf("no connection: %v\n%s", err, helper.logs)
-	}
+	helper := st.helper
 	stop := make(chan struct{})
 	killerDone := make(chan struct{})
 	go func() {
@@ -102,7 +85,7 @@ func TestFaultInjection(t *testing.T) {
 			case 1: // the helper; a new one takes over the running enclave
 				helper.stop(syscall.SIGKILL)
 				stats.kills++
-				helper = startLocal(t, bin, home, "unix://"+sock)
+				helper = startLocal(t, bin, home, laddr)
 				stats.restarts++
 			case 2: // both
 				helper.stop(syscall.SIGKILL)
@@ -110,7 +93,7 @@ func TestFaultInjection(t *testing.T) {
 					syscall.Kill(pid, syscall.SIGKILL)
 				}
 				stats.kills += 2
-				helper = startLocal(t, bin, home, "unix://"+sock)
+				helper = startLocal(t, bin, home, laddr)
 				stats.restarts++
 			}
 			helperMu.Unlock()

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
-	cmtlog "github.com/cometbft/cometbft/libs/log"
-	cmtprivval "github.com/cometbft/cometbft/privval"
 	"github.com/cometbft/cometbft/types"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
@@ -27,24 +25,9 @@ func TestHostileInput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	bin := Programs(t)
-	home := filepath.Join(t.TempDir(), "kms")
 	chain := "hostile-chain"
-	localInit(t, bin, home, chain)
-	sock := filepath.Join(t.TempDir(), "pv.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := cmtprivval.NewSignerClient(cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), cmtprivval.NewUnixListener(ln)), chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	ls := startLocal(t, bin, home, "unix://"+sock)
-	if err := client.WaitForConnection(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	st := startLocalStack(t, chain, nil)
+	home, client, ls := st.home, st.client, st.helper
 
 	// The validator signs a height every 20 ms throughout.
 	var signed, failed atomic.Int64

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
-	cmtlog "github.com/cometbft/cometbft/libs/log"
-	cmtprivval "github.com/cometbft/cometbft/privval"
 	"github.com/cometbft/cometbft/types"
 )
 
@@ -23,31 +20,17 @@ func TestMetrics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	bin := Programs(t)
-	home := filepath.Join(t.TempDir(), "kms")
 	chain := "metrics-chain"
-	localInit(t, bin, home, chain)
 	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
-	cfgPath := filepath.Join(home, "tmkms.toml")
-	cfg, _ := os.ReadFile(cfgPath)
-	cfg = []byte(strings.Replace(string(cfg), "# metrics_address = '127.0.0.1:9100'", "metrics_address = '"+addr+"'", 1))
-	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "pv.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := cmtprivval.NewSignerClient(cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), cmtprivval.NewUnixListener(ln)), chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	startLocal(t, bin, home, "unix://"+sock)
-	if err := client.WaitForConnection(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	st := startLocalStack(t, chain, func(home string) {
+		path := filepath.Join(home, "tmkms.toml")
+		cfg, _ := os.ReadFile(path)
+		cfg = []byte(strings.Replace(string(cfg), "# metrics_address = '127.0.0.1:9100'", "metrics_address = '"+addr+"'", 1))
+		if err := os.WriteFile(path, cfg, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+	client := st.client
 	for h := int64(1); h <= 3; h++ {
 		v := &cmtproto.Vote{Type: types.PrevoteType, Height: h, BlockID: faultBlock(h, 0), Timestamp: time.Now().UTC()}
 		if err := client.SignVote(chain, v, true); err != nil {

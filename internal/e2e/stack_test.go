@@ -1,0 +1,48 @@
+package e2e
+
+import (
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	cmtlog "github.com/cometbft/cometbft/libs/log"
+	cmtprivval "github.com/cometbft/cometbft/privval"
+)
+
+// localStack is local mode (local init, then local start) facing
+// CometBFT's own node-side privval client, for tests that drive signing
+// request by request.
+type localStack struct {
+	bin, home, laddr string
+	pub              []byte
+	client           *cmtprivval.SignerClient
+	helper           *localSigner
+}
+
+// startLocalStack inits a home for chain, lets prepare adjust it, starts
+// the stack and waits until the signer is connected.
+func startLocalStack(t *testing.T, chain string, prepare func(home string)) *localStack {
+	t.Helper()
+	s := &localStack{bin: Programs(t), home: filepath.Join(t.TempDir(), "kms")}
+	s.pub = localInit(t, s.bin, s.home, chain)
+	if prepare != nil {
+		prepare(s.home)
+	}
+	sock := filepath.Join(t.TempDir(), "pv.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.client, err = cmtprivval.NewSignerClient(cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), cmtprivval.NewUnixListener(ln)), chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.client.Close() })
+	s.laddr = "unix://" + sock
+	s.helper = startLocal(t, s.bin, s.home, s.laddr)
+	if err := s.client.WaitForConnection(30 * time.Second); err != nil {
+		t.Fatalf("the signer did not connect: %v\n%s", err, s.helper.logs)
+	}
+	return s
+}
