@@ -12,10 +12,11 @@
 // and SignerClient) listening on a unix socket that the signer dials. Each
 // height is a proposal, a prevote and a precommit carrying a vote extension
 // whose signature is requested, sent one at a time as consensus does. The
-// configurations take turns in short chunks of heights, so that a change in
-// the machine's load or the disk's behaviour during the run affects all of
-// them alike; every signature is verified after its chunk, outside the
-// timed section.
+// configurations take turns in short chunks of heights, in a rotating
+// order, so that a change in the machine's load or the disk's behaviour
+// during the run, and the journal commits that FilePV's renames leave for
+// whoever syncs next, affect all of them alike. Every signature is verified
+// after its chunk, outside the timed section.
 package bench
 
 import (
@@ -28,6 +29,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
 // Config is one of the signers measured.
@@ -39,8 +42,8 @@ const (
 	Stack                // (c) the full local stack
 )
 
-// AllConfigs are the configurations in the order they are reported.
-var AllConfigs = []Config{FilePV, Core, Stack}
+// AllConfigs returns the configurations in the order they are reported.
+func AllConfigs() []Config { return []Config{FilePV, Core, Stack} }
 
 var configInfo = [...]struct{ letter, id, name, durability string }{
 	FilePV: {"a", "filepv", "CometBFT FilePV + SignerServer",
@@ -85,7 +88,7 @@ func ParseConfigs(s string) ([]Config, error) {
 }
 
 func lookupConfig(f string) (Config, bool) {
-	for _, c := range AllConfigs {
+	for _, c := range AllConfigs() {
 		if f == c.Letter() || f == c.ID() {
 			return c, true
 		}
@@ -97,7 +100,7 @@ func lookupConfig(f string) (Config, bool) {
 type Options struct {
 	Heights int      // measured heights per configuration (3 requests each)
 	Warmup  int      // heights signed first and not measured
-	Configs []Config // default AllConfigs
+	Configs []Config // default AllConfigs()
 	// Dir is where the run's temporary directory is made (default: the
 	// system's). Its filesystem decides what a durable write costs.
 	Dir  string
@@ -115,7 +118,7 @@ type Options struct {
 
 func (o Options) withDefaults() (Options, error) {
 	if len(o.Configs) == 0 {
-		o.Configs = AllConfigs
+		o.Configs = AllConfigs()
 	}
 	if o.ChunkHeights <= 0 {
 		o.ChunkHeights = 10
@@ -150,6 +153,30 @@ type subject struct {
 	wall  time.Duration // of the measured chunks
 	stack *stackRun     // for Stack only
 	stop  func()
+	// readState reads the state the configuration left on disk, once
+	// stopped; persisted is what it found.
+	readState func() (signstate.State, error)
+	persisted signstate.HRS
+}
+
+// checkPersisted reads the stopped configuration's state file, which must
+// record the last precommit signed.
+func (s *subject) checkPersisted() error {
+	st, err := s.readState()
+	if err != nil {
+		return fmt.Errorf("bench: %s: reading the state left on disk: %w", s.cfg, err)
+	}
+	s.persisted = st.HRS()
+	want := signstate.HRS{Height: s.next - 1, Step: signstate.StepPrecommit}
+	if s.persisted != want {
+		return fmt.Errorf("bench: %s: the state on disk is %s, but %s was signed last", s.cfg, s.persisted, want)
+	}
+	return nil
+}
+
+// nativeState reads a native state file.
+func nativeState(path string) func() (signstate.State, error) {
+	return func() (signstate.State, error) { return signstate.Peek(path) }
 }
 
 // run signs heights heights; with record, their latencies count.
@@ -193,18 +220,27 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	if !o.Keep {
+	if o.Keep {
+		fmt.Fprintf(o.Progress, "keeping the files in %s\n", dir)
+	} else {
 		defer os.RemoveAll(dir)
 	}
+	env := probeEnvironment(dir)
 	subjects, err := startAll(ctx, dir, o)
-	defer stopAll(subjects)
+	if err == nil {
+		err = measure(ctx, subjects, o)
+	}
+	stopAll(subjects)
 	if err != nil {
 		return nil, err
 	}
-	if err := measure(ctx, subjects, o); err != nil {
-		return nil, err
+	for _, s := range subjects {
+		if err := s.checkPersisted(); err != nil {
+			return nil, err
+		}
 	}
-	return newReport(probeEnvironment(dir), o, subjects), nil
+	env.LoadAvgEnd = loadAvg()
+	return newReport(env, o, subjects), nil
 }
 
 func orTemp(dir string) string {
@@ -252,7 +288,8 @@ func stopAll(subjects []*subject) {
 }
 
 // measure warms every configuration up, then lets them take turns, chunk
-// by chunk, until each has signed o.Heights measured heights.
+// by chunk and in a rotating order, until each has signed o.Heights
+// measured heights.
 func measure(ctx context.Context, subjects []*subject, o Options) error {
 	fmt.Fprintf(o.Progress, "warming up: %d heights each\n", o.Warmup)
 	for _, s := range subjects {
@@ -261,11 +298,14 @@ func measure(ctx context.Context, subjects []*subject, o Options) error {
 		}
 	}
 	fmt.Fprintf(o.Progress, "measuring: %d heights each, %d at a time per configuration\n", o.Heights, o.ChunkHeights)
-	for done := 0; done < o.Heights; done += o.ChunkHeights {
+	for round, done := 0, 0; done < o.Heights; round, done = round+1, done+o.ChunkHeights {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
-		for _, s := range subjects {
+		// The order rotates: a configuration that runs right after FilePV
+		// pays for the journal commits its renames leave behind.
+		for i := range subjects {
+			s := subjects[(round+i)%len(subjects)]
 			if err := s.run(min(o.ChunkHeights, o.Heights-done), true); err != nil {
 				return err
 			}

@@ -30,7 +30,7 @@ func buildEnclave(t testing.TB) string {
 // TestRun runs every configuration for 20 heights and checks that the
 // report holds what it must.
 func TestRun(t *testing.T) {
-	configs := AllConfigs
+	configs := AllConfigs()
 	var bin string
 	if testing.Short() {
 		configs = []Config{FilePV, Core}

@@ -22,7 +22,8 @@ func startCore(ctx context.Context, dir string, log *slog.Logger) (*subject, err
 	if err != nil {
 		return nil, err
 	}
-	sc, err := newSignerCore(filepath.Join(dir, "state"), log)
+	statePath := filepath.Join(dir, "state")
+	sc, err := newSignerCore(statePath, log)
 	if err != nil {
 		n.close()
 		return nil, err
@@ -39,7 +40,7 @@ func startCore(ctx context.Context, dir string, log *slog.Logger) (*subject, err
 		stop()
 		return nil, err
 	}
-	return &subject{cfg: Core, node: n, next: 1, stop: stop}, nil
+	return &subject{cfg: Core, node: n, next: 1, stop: stop, readState: nativeState(statePath)}, nil
 }
 
 // signerCore is a fresh key, a state file and the handler in front of them.

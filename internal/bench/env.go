@@ -23,6 +23,10 @@ type Environment struct {
 	FS           string `json:"fs"`
 	Device       string `json:"device,omitempty"`
 	MountOptions string `json:"mount_options,omitempty"`
+	// The machine's load average (1, 5, 15 min) when the run started and
+	// ended: other work on the machine shows in the numbers.
+	LoadAvgStart string `json:"load_average_start,omitempty"`
+	LoadAvgEnd   string `json:"load_average_end,omitempty"`
 }
 
 // probeEnvironment describes this machine and the filesystem holding dir.
@@ -37,6 +41,8 @@ func probeEnvironment(dir string) Environment {
 		CometBFT:  "v" + version.CMTSemVer,
 		Dir:       dir,
 		FS:        "unknown",
+
+		LoadAvgStart: loadAvg(),
 	}
 	if m, ok := mountOf(dir); ok {
 		e.FS, e.Device, e.MountOptions = m.fsType, m.source, m.options
@@ -106,4 +112,13 @@ func within(path, dir string) bool {
 		return true
 	}
 	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	f := strings.Fields(readString("/proc/loadavg"))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -2,10 +2,13 @@ package bench
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	cmtlog "github.com/cometbft/cometbft/libs/log"
 	cmtprivval "github.com/cometbft/cometbft/privval"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
 // startFilePV runs configuration (a): CometBFT's FilePV, with its key and
@@ -17,7 +20,8 @@ func startFilePV(dir string) (*subject, error) {
 	if err != nil {
 		return nil, err
 	}
-	pv, err := cmtprivval.LoadOrGenFilePV(filepath.Join(dir, "priv_validator_key.json"), filepath.Join(dir, "priv_validator_state.json"), nil)
+	statePath := filepath.Join(dir, "priv_validator_state.json")
+	pv, err := cmtprivval.LoadOrGenFilePV(filepath.Join(dir, "priv_validator_key.json"), statePath, nil)
 	if err != nil {
 		n.close()
 		return nil, fmt.Errorf("FilePV: %w", err)
@@ -35,5 +39,17 @@ func startFilePV(dir string) (*subject, error) {
 		stop()
 		return nil, err
 	}
-	return &subject{cfg: FilePV, node: n, next: 1, stop: stop}, nil
+	return &subject{cfg: FilePV, node: n, next: 1, stop: stop, readState: filePVState(statePath)}, nil
+}
+
+// filePVState reads FilePV's JSON state file.
+func filePVState(path string) func() (signstate.State, error) {
+	return func() (signstate.State, error) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return signstate.State{}, err
+		}
+		st, _, err := signstate.ParseJSON(data)
+		return st, err
+	}
 }

@@ -31,6 +31,9 @@ type Result struct {
 	Latency        Summary            `json:"latency"`
 	ByType         map[string]Summary `json:"by_type"`
 	RequestsPerSec float64            `json:"requests_per_second"`
+	// Persisted is the height/round/step read back from the state file
+	// after the run: the last precommit signed.
+	Persisted string `json:"persisted"`
 }
 
 // Ratio compares a configuration with the baseline (a) from the same run.
@@ -64,7 +67,7 @@ type Target struct {
 	Met   bool    `json:"met"`
 }
 
-const workload = "per height: SignProposal, SignVote(prevote), SignVote(precommit with a 32-byte vote extension, extension signature requested); one request at a time over a unix socket; node side = CometBFT SignerListenerEndpoint + SignerClient"
+const workload = "per height: SignProposal, SignVote(prevote), SignVote(precommit with a 32-byte vote extension, extension signature requested); one request at a time over a unix socket; node side = CometBFT SignerListenerEndpoint + SignerClient; the node side, (a), (b) and the helper of (c) run in the bench process, the enclave of (c) as its child process"
 
 func newReport(env Environment, o Options, subjects []*subject) *Report {
 	r := &Report{Environment: env, Workload: workload, Heights: o.Heights, Warmup: o.Warmup, RequestsPerHeight: RequestsPerHeight}
@@ -97,6 +100,7 @@ func (s *subject) result() Result {
 	return Result{
 		Config: s.cfg.Letter(), ID: s.cfg.ID(), Name: s.cfg.Name(), Durability: s.cfg.Durability(),
 		Latency: summarize(all), ByType: by, RequestsPerSec: float64(len(all)) / s.wall.Seconds(),
+		Persisted: s.persisted.String(),
 	}
 }
 
@@ -187,11 +191,15 @@ func (r *Report) writeEnvironment(b *strings.Builder) {
 	if e.Kernel != "" {
 		fmt.Fprintf(b, ", Linux %s", e.Kernel)
 	}
+	if e.LoadAvgStart != "" {
+		fmt.Fprintf(b, "; load average %s at the start, %s at the end", e.LoadAvgStart, e.LoadAvgEnd)
+	}
 	fmt.Fprintf(b, "\nstate files: %s on %s", e.Dir, e.FS)
 	if e.Device != "" {
 		fmt.Fprintf(b, " (%s, %s)", e.Device, e.MountOptions)
 	}
-	fmt.Fprintf(b, "\nnode side: CometBFT %s SignerListenerEndpoint + SignerClient on a unix socket; the signer dials it\n", e.CometBFT)
+	fmt.Fprintf(b, "\nnode side: CometBFT %s SignerListenerEndpoint + SignerClient on a unix socket that the signer dials;\n"+
+		"           it, (a), (b) and the helper of (c) run in this process, the enclave of (c) as a child process\n", e.CometBFT)
 	fmt.Fprintf(b, "workload: %d heights × %d requests (proposal, prevote, precommit + %d-byte vote extension, signed) after %d warm-up heights,\n"+
 		"          one request at a time; configurations take turns every few heights; every signature verified\n\n",
 		r.Heights, r.RequestsPerHeight, ExtensionSize, r.Warmup)
@@ -266,6 +274,6 @@ func num(v float64, unit string) string {
 func (r *Report) writeDurability(b *strings.Builder) {
 	b.WriteString("how each configuration persists its state before the signature reaches the node:\n")
 	for _, res := range r.Results {
-		fmt.Fprintf(b, "  (%s) %s: %s\n", res.Config, res.Name, res.Durability)
+		fmt.Fprintf(b, "  (%s) %s: %s;\n      read back from its state file after the run: %s\n", res.Config, res.Name, res.Durability, res.Persisted)
 	}
 }

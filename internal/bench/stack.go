@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
 )
@@ -44,9 +45,9 @@ func startStack(ctx context.Context, dir string, o Options) (*subject, error) {
 	home := filepath.Join(dir, "home")
 	sock := filepath.Join(dir, "node.sock")
 	addr := "unix://" + sock
-	fmt.Fprintf(o.Progress, "  local init (keys generated in the enclave, sealed by the local KMS)\n")
-	if _, err := localmode.Init(ctx, localmode.InitOptions{Home: home, ChainID: chainID, Enclave: o.Enclave, Address: addr, Log: o.Log}); err != nil {
-		return nil, fmt.Errorf("local init: %w", err)
+	statePath, err := initStack(ctx, home, addr, o)
+	if err != nil {
+		return nil, err
 	}
 	n, err := listenNode(sock, chainID)
 	if err != nil {
@@ -56,12 +57,8 @@ func startStack(ctx context.Context, dir string, o Options) (*subject, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	t0 := time.Now()
-	var once sync.Once
-	opts := localmode.StartOptions{Home: home, Enclave: o.Enclave, Address: addr,
-		Log:        slog.New(&pidHandler{next: o.Log.Handler(), pid: &st.pid, started: func() { st.enclaveStarted.Store(int64(time.Since(t0))) }}),
-		Configured: func(*enclaveproto.Configured) { once.Do(func() { st.configured.Store(int64(time.Since(t0))) }) }}
 	fmt.Fprintf(o.Progress, "  local start\n")
-	go func() { errc <- localmode.Start(ctx, opts) }()
+	go func() { errc <- localmode.Start(ctx, st.startOptions(addr, t0, o)) }()
 	stop := func() {
 		cancel()
 		select {
@@ -74,7 +71,36 @@ func startStack(ctx context.Context, dir string, o Options) (*subject, error) {
 		stop()
 		return nil, err
 	}
-	return &subject{cfg: Stack, node: n, next: 2, stack: st, stop: stop}, nil
+	return &subject{cfg: Stack, node: n, next: 2, stack: st, stop: stop, readState: nativeState(statePath)}, nil
+}
+
+// initStack is `local init`; it returns the state file's path.
+func initStack(ctx context.Context, home, addr string, o Options) (string, error) {
+	fmt.Fprintf(o.Progress, "  local init (keys generated in the enclave, sealed by the local KMS)\n")
+	res, err := localmode.Init(ctx, localmode.InitOptions{Home: home, ChainID: chainID, Enclave: o.Enclave, Address: addr, Log: o.Log})
+	if err != nil {
+		return "", fmt.Errorf("local init: %w", err)
+	}
+	cfg, err := config.Load(res.ConfigPath)
+	if err != nil {
+		return "", err
+	}
+	return cfg.StateFilePath, nil
+}
+
+// startOptions are `local start`'s, with hooks that record when the
+// enclave process started and when it was first configured.
+func (st *stackRun) startOptions(addr string, t0 time.Time, o Options) localmode.StartOptions {
+	var once sync.Once
+	return localmode.StartOptions{
+		Home: st.home, Enclave: st.bin, Address: addr,
+		Log: slog.New(&pidHandler{next: o.Log.Handler(), pid: &st.pid, started: func() {
+			st.enclaveStarted.Store(int64(time.Since(t0)))
+		}}),
+		Configured: func(*enclaveproto.Configured) {
+			once.Do(func() { st.configured.Store(int64(time.Since(t0))) })
+		},
+	}
 }
 
 // firstSign waits for the enclave to dial in through the helper, then
@@ -106,7 +132,7 @@ func (st *stackRun) firstSign(n *node, t0 time.Time, errc chan error) error {
 func (st *stackRun) sampleMemory() {
 	pid := int(st.pid.Load())
 	if pid == 0 {
-		pid = findEnclave(st.bin, st.home)
+		pid, _ = localmode.FindEnclavePID(st.home)
 	}
 	if pid == 0 {
 		st.memErr = errors.New("the enclave process was not found")
@@ -140,22 +166,6 @@ func procMemory(pid int) (hwm, rss int64, err error) {
 func kB(v string) int64 {
 	n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 	return n << 10
-}
-
-// findEnclave looks in /proc for the process running `bin --local home`.
-func findEnclave(bin, home string) int {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(readString(fmt.Sprintf("/proc/%d/cmdline", pid)), "\x00"), "\x00")
-		if len(args) >= 3 && args[0] == bin && args[1] == "--local" && args[2] == home {
-			return pid
-		}
-	}
-	return 0
 }
 
 // enclaveStartedMessage is what localmode logs, with pid=N, when it starts

@@ -89,12 +89,12 @@ func LocalPCRs() (map[int][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	bin, err := os.ReadFile(exe)
+	pcr0, err := nsm.PCR0File(exe)
 	if err != nil {
-		return nil, fmt.Errorf("enclave: cannot measure own binary: %w", err)
+		return nil, err
 	}
 	pcr4 := pcr.PCR4(LocalInstanceID)
-	return map[int][]byte{0: nsm.PCR0(bin), 4: pcr4[:]}, nil
+	return map[int][]byte{0: pcr0, 4: pcr4[:]}, nil
 }
 
 func platform(ln net.Listener, host transport.Addr, m nsm.NSM, roots *x509.CertPool, endpoint string, log *slog.Logger) Platform {

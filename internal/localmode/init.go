@@ -104,7 +104,7 @@ func ensureCA(home string) error {
 // createKey makes the KMS key whose policy lets only this enclave binary
 // (PCR0) on this "instance" (PCR4) decrypt, with the unmodified AWS SDK.
 func createKey(ctx context.Context, k *KMS, bin string) (string, error) {
-	data, err := os.ReadFile(bin)
+	pcr0, err := nsm.PCR0File(bin)
 	if err != nil {
 		return "", err
 	}
@@ -112,7 +112,7 @@ func createKey(ctx context.Context, k *KMS, bin string) (string, error) {
 	pol, err := kmspolicy.Seed(kmspolicy.Params{
 		AccountID: accountOf(k.Credentials().RoleARN),
 		RoleARN:   k.Credentials().RoleARN,
-		PCR0:      fmt.Sprintf("%x", nsm.PCR0(data)),
+		PCR0:      fmt.Sprintf("%x", pcr0),
 		PCR4:      pcr.Hex(pcr4),
 	})
 	if err != nil {

@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/bench"
+)
+
+// TestBench runs the bench command for a few heights and reads its JSON
+// report; the stack configuration, which needs the enclave program built,
+// is skipped with -short.
+func TestBench(t *testing.T) {
+	args := []string{"--heights", "5", "--warmup", "1", "--json", "--dir", t.TempDir()}
+	want := 3
+	if testing.Short() {
+		args, want = append(args, "--only", "a,b"), 2
+	} else {
+		args = append(args, "--enclave", buildEnclaveForTest(t))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	env := &Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
+	if err := runBench(ctx, env, args); err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not a JSON report: %v\n%s", err, stdout.String())
+	}
+	if len(rep.Results) != want || rep.Heights != 5 || rep.Results[0].Latency.Count != 15 || rep.Environment.CPUs < 1 {
+		t.Fatalf("report: %+v", rep)
+	}
+	if !strings.Contains(stderr.String(), "measuring") {
+		t.Errorf("no progress on stderr: %q", stderr.String())
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	for _, args := range [][]string{{"--heights", "0"}, {"--warmup", "-1"}, {"--only", "a,x"}, {"extra"}} {
+		var stderr bytes.Buffer
+		err := runBench(context.Background(), &Env{Stdout: &bytes.Buffer{}, Stderr: &stderr}, args)
+		if !errors.Is(err, errUsage) || !strings.Contains(stderr.String(), "Usage:") {
+			t.Errorf("%q: err = %v, stderr %q", args, err, stderr.String())
+		}
+	}
+}
+
+func buildEnclaveForTest(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	out := filepath.Join(t.TempDir(), "tmkms-nitro-enclave")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/tmkms-nitro-enclave")
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build tmkms-nitro-enclave: %v\n%s", err, b)
+	}
+	return out
+}
