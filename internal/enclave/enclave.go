@@ -61,6 +61,7 @@ type Enclave struct {
 	log   *slog.Logger
 	creds *kms.Credentials
 	ctx   context.Context // Run's: sessions outlive the config connection
+	ship  *shipper
 
 	mu      sync.Mutex
 	session *session
@@ -68,9 +69,9 @@ type Enclave struct {
 
 // Run serves until ctx ends.
 func Run(ctx context.Context, p Platform) error {
-	ship := newShipper(func(ctx context.Context) (net.Conn, error) { return p.DialHost(ctx, DefaultLogPort) })
+	ship := newShipper(p.DialHost, DefaultLogPort)
 	go ship.run(ctx)
-	e := &Enclave{p: p, creds: kms.NewCredentials(), ctx: ctx,
+	e := &Enclave{p: p, creds: kms.NewCredentials(), ctx: ctx, ship: ship,
 		log: slog.New(&handler{local: p.Log.Handler(), ship: ship})}
 	e.log.Info("enclave started, waiting for the host's configuration", "listen", p.Listen.Addr().String())
 	stop := context.AfterFunc(ctx, func() { p.Listen.Close() })

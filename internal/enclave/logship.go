@@ -14,13 +14,16 @@ import (
 // slow or absent host never blocks the signer: records queue in a bounded
 // buffer and the overflow is counted and dropped.
 type shipper struct {
-	dial    func(ctx context.Context) (net.Conn, error)
+	dial    func(ctx context.Context, port uint32) (net.Conn, error)
+	port    atomic.Uint32 // the host's log port; the configuration may change it
 	queue   chan *enclaveproto.LogRecord
 	dropped atomic.Uint64
 }
 
-func newShipper(dial func(ctx context.Context) (net.Conn, error)) *shipper {
-	return &shipper{dial: dial, queue: make(chan *enclaveproto.LogRecord, 1024)}
+func newShipper(dial func(ctx context.Context, port uint32) (net.Conn, error), port uint32) *shipper {
+	s := &shipper{dial: dial, queue: make(chan *enclaveproto.LogRecord, 1024)}
+	s.port.Store(port)
+	return s
 }
 
 func (s *shipper) enqueue(r *enclaveproto.LogRecord) {
@@ -43,7 +46,7 @@ func (s *shipper) run(ctx context.Context) {
 		case r = <-s.queue:
 		}
 		for c == nil {
-			nc, err := s.dial(ctx)
+			nc, err := s.dial(ctx, s.port.Load())
 			if err == nil {
 				c = enclaveproto.NewConn(nc, enclaveproto.MaxPayload(enclaveproto.TypeLogRecord))
 				if n := s.dropped.Swap(0); n > 0 {

@@ -100,6 +100,12 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	if chain, err := signstate.ChainID(last); err != nil || chain != "" && chain != c.ChainID {
 		return nil, fmt.Errorf("%w: the host's state is for chain %q, not %q (%v)", errBadConfig, chain, c.ChainID, err)
 	}
+	if c.LogPort != 0 && c.LogPort != e.ship.port.Swap(c.LogPort) {
+		e.log.Info("logs now go to the configured host port", "port", c.LogPort)
+	}
+	if addr.Scheme == "tcp" && addr.NodeID == "" {
+		e.log.Warn("the validator's identity is not pinned (no node_id@ in the address): any peer the host connects us to is accepted")
+	}
 	s := signer.New(key, c.ChainID, last, store, signer.Options{Log: e.log, MaxHeight: c.MaxHeight})
 	sctx, cancel := context.WithCancel(e.ctx)
 	sess := &session{cfg: c, resp: resp, cancel: cancel, done: make(chan struct{})}

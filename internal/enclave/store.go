@@ -128,7 +128,10 @@ func (r *remoteStore) send(ctx context.Context, st signstate.State) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.conn.Call(ctx, &enclaveproto.PersistState{Record: rec, Height: st.Height, Round: st.Round, Step: int8(st.Step)})
+	resp, err := r.conn.Call(ctx, &enclaveproto.PersistState{Record: rec, Height: st.Height, Round: st.Round, Step: int8(st.Step)})
+	if err == nil {
+		_, err = enclaveproto.Expect[*enclaveproto.StateAck](resp)
+	}
 	if err != nil {
 		return fmt.Errorf("the host did not persist the state: %w", err)
 	}

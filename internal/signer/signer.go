@@ -76,8 +76,9 @@ type Signer struct {
 	observe func(Event)
 	max     int64
 
-	mu   sync.Mutex
-	last signstate.State
+	mu          sync.Mutex
+	last        signstate.State // the guard: the last message signed
+	unpersisted bool            // last is not yet acknowledged as durable
 }
 
 // New returns a signer whose last signed state is last (as loaded from the
@@ -193,6 +194,11 @@ func (s *Signer) signLocked(ctx context.Context, req signstate.Request, ts time.
 		return Signed{}, err
 	}
 	if verdict.Reuse {
+		// The stored signature may never have been acknowledged as
+		// persisted: persist it before it is released.
+		if err := s.persistLocked(ctx); err != nil {
+			return Signed{}, err
+		}
 		s.log.Info("repeated request, returning the stored signature", "chain_id", s.chainID, "type", req.Step, "hrs", req.HRS,
 			"block", shortID(req.BlockID), "timestamp_changed", !verdict.Timestamp.Equal(ts))
 		return Signed{Signature: verdict.Signature, Timestamp: verdict.Timestamp, Reused: true}, nil
@@ -201,15 +207,32 @@ func (s *Signer) signLocked(ctx context.Context, req signstate.Request, ts time.
 	if err != nil {
 		return Signed{}, fmt.Errorf("signer: failed to sign: %w", err)
 	}
-	next := signstate.State{Height: req.Height, Round: req.Round, Step: req.Step, BlockID: req.BlockID, SignBytes: req.SignBytes, Signature: sig}
-	if err := s.store.Save(ctx, next); err != nil {
-		s.log.Error("refused to sign: state not persisted", "chain_id", s.chainID, "hrs", req.HRS, "err", err)
-		return Signed{}, fmt.Errorf("%w: %w", ErrPersist, err)
+	// The guard moves before the state is persisted, not after: the store
+	// (the host, in the enclave) sees the signature when asked to persist
+	// it, so a failed or withheld acknowledgement must not let a different
+	// payload be signed at this position. Only this payload may be
+	// released here, once its state is durable.
+	s.last = signstate.State{Height: req.Height, Round: req.Round, Step: req.Step, BlockID: req.BlockID, SignBytes: req.SignBytes, Signature: sig}
+	s.unpersisted = true
+	if err := s.persistLocked(ctx); err != nil {
+		return Signed{}, err
 	}
-	s.last = next
 	s.log.Info("signed", "chain_id", s.chainID, "type", req.Step, "hrs", req.HRS, "block", shortID(req.BlockID),
 		"latency", time.Since(start).Round(time.Microsecond))
 	return Signed{Signature: sig, Timestamp: ts}, nil
+}
+
+// persistLocked saves s.last if it is not known to be durable yet.
+func (s *Signer) persistLocked(ctx context.Context) error {
+	if !s.unpersisted {
+		return nil
+	}
+	if err := s.store.Save(ctx, s.last); err != nil {
+		s.log.Error("refused to sign: state not persisted", "chain_id", s.chainID, "hrs", s.last.HRS(), "err", err)
+		return fmt.Errorf("%w: %w", ErrPersist, err)
+	}
+	s.unpersisted = false
+	return nil
 }
 
 func shortID(id signstate.BlockID) string {

@@ -47,13 +47,32 @@ func TestSignerRefusals(t *testing.T) {
 			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
 		}
 	}
-	// A store that cannot persist: nothing is signed, the state stays.
-	f := New(key, "c", signstate.State{}, &memStore{fail: errors.New("disk full")}, Options{})
-	if out, err := f.SignVote(ctx, "c", vote(1), false); !errors.Is(err, ErrPersist) || out.Signature != nil {
+}
+
+// A store that fails (or a host that withholds its acknowledgement after
+// seeing the signature) releases nothing, and the guard still moves: no
+// other payload may be signed at that position, and a repeat is released
+// only once its state is persisted.
+func TestPersistFailureMovesTheGuard(t *testing.T) {
+	key, _ := NewEd25519(bytes.Repeat([]byte{3}, 32))
+	ctx := context.Background()
+	store := &memStore{fail: errors.New("disk full")}
+	s := New(key, "c", signstate.State{}, store, Options{})
+	if out, err := s.SignVote(ctx, "c", vote(1), false); !errors.Is(err, ErrPersist) || out.Signature != nil {
 		t.Fatalf("persist failure: %v %x", err, out.Signature)
 	}
-	if f.LastState().Height != 0 {
-		t.Fatal("state advanced although it was not persisted")
+	other := vote(1)
+	other.BlockID.Hash = bytes.Repeat([]byte{9}, 32)
+	if _, err := s.SignVote(ctx, "c", other, false); !errors.Is(err, signstate.ErrDoubleSign) {
+		t.Fatalf("another block after a failed persist: err = %v, want a double-sign refusal", err)
+	}
+	if _, err := s.SignVote(ctx, "c", vote(1), false); !errors.Is(err, ErrPersist) {
+		t.Fatalf("repeat while the store still fails: %v", err)
+	}
+	store.fail = nil
+	out, err := s.SignVote(ctx, "c", vote(1), false)
+	if err != nil || !out.Reused || out.Signature == nil {
+		t.Fatalf("repeat once the store works: %+v %v", out, err)
 	}
 }
 

@@ -78,6 +78,12 @@ func Open(path string, opts Options) (_ *File, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("signstate: failed to open state file: %w", err)
 	}
+	// The lock file guards the name; this guards the file, whatever name
+	// (a symlink, a bind mount) another signer reaches it by.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("signstate: %w (%s): %v", ErrLocked, path, err)
+	}
 	s := &File{path: path, log: log, lock: lock, f: f}
 	if err := s.load(); err != nil {
 		f.Close()
@@ -188,8 +194,12 @@ func (s *File) Save(_ context.Context, st State) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st.HRS().Compare(s.state.HRS()) < 0 {
-		return fmt.Errorf("signstate: refusing to persist a lower state: %w", regression(s.state.HRS(), st.HRS()))
+	// The file applies the guard too: a state it holds is never replaced by
+	// a lower one, nor by another payload at the same position (a late save
+	// from a superseded connection, say). Saving the same state again, or
+	// the same payload with another timestamp, is allowed.
+	if _, err := Check(s.state, Request{HRS: st.HRS(), BlockID: st.BlockID, SignBytes: st.SignBytes}); err != nil {
+		return fmt.Errorf("signstate: refusing to persist: %w", err)
 	}
 	seq := s.seq + 1
 	if err := encodeSlot(s.buf[:], seq, st); err != nil {

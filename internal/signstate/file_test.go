@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestFileRoundTrip(t *testing.T) {
@@ -65,7 +66,19 @@ func TestFileRefusesLowerState(t *testing.T) {
 	if err := f.Save(context.Background(), s4); !errors.Is(err, ErrHeightRegression) {
 		t.Fatalf("err = %v, want ErrHeightRegression", err)
 	}
-	assertState(t, f.State(), s5)
+	// Another payload at the same position: refused; the same payload
+	// with another timestamp, or the same state again: accepted.
+	_, other := vote(StepPrecommit, 5, 0, 0xB, t0)
+	if err := f.Save(context.Background(), other); !errors.Is(err, ErrDoubleSign) {
+		t.Fatalf("other payload at the same position: err = %v, want ErrDoubleSign", err)
+	}
+	_, later := vote(StepPrecommit, 5, 0, 0xA, t0.Add(time.Second))
+	for _, st := range []State{s5, later} {
+		if err := f.Save(context.Background(), st); err != nil {
+			t.Fatalf("idempotent save: %v", err)
+		}
+	}
+	assertState(t, f.State(), later)
 }
 
 func TestFileLocked(t *testing.T) {
