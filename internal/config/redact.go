@@ -3,8 +3,9 @@ package config
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/redact"
 )
 
 // Redaction. Credentials implement fmt.Formatter, fmt.GoStringer,
@@ -13,38 +14,23 @@ import (
 // %#v, %s, slog or json output of either shows the secret key or token.
 // KeyID is an identifier, not a secret, and is shown.
 
-const redacted = "REDACTED"
-
-func mask(s string) string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
 // String returns the credentials with the secret key and token redacted.
 func (c Credentials) String() string {
-	return fmt.Sprintf("{KeyID:%q SecretKey:%q SessionToken:%q}", c.KeyID, mask(c.SecretKey), mask(c.SessionToken))
+	return fmt.Sprintf("{KeyID:%q SecretKey:%q SessionToken:%q}", c.KeyID, redact.Secret(c.SecretKey), redact.Secret(c.SessionToken))
 }
 
 // GoString is String for %#v.
 func (c Credentials) GoString() string { return "config.Credentials" + c.String() }
 
 // Format prints the redacted form for every verb.
-func (c Credentials) Format(f fmt.State, verb rune) {
-	if verb == 'v' && f.Flag('#') {
-		io.WriteString(f, c.GoString())
-		return
-	}
-	io.WriteString(f, c.String())
-}
+func (c Credentials) Format(f fmt.State, verb rune) { redact.Format(f, verb, c) }
 
 // LogValue implements slog.LogValuer.
 func (c Credentials) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("aws_key_id", c.KeyID),
-		slog.String("aws_secret_key", mask(c.SecretKey)),
-		slog.String("aws_session_token", mask(c.SessionToken)),
+		slog.String("aws_secret_key", redact.Secret(c.SecretKey)),
+		slog.String("aws_session_token", redact.Secret(c.SessionToken)),
 	)
 }
 
@@ -53,8 +39,8 @@ func (c Credentials) LogValue() slog.Value {
 func (c Credentials) MarshalJSON() ([]byte, error) {
 	return json.Marshal(map[string]string{
 		"aws_key_id":        c.KeyID,
-		"aws_secret_key":    mask(c.SecretKey),
-		"aws_session_token": mask(c.SessionToken),
+		"aws_secret_key":    redact.Secret(c.SecretKey),
+		"aws_session_token": redact.Secret(c.SessionToken),
 	})
 }
 
@@ -69,10 +55,4 @@ func (c Config) GoString() string { return "config.Config" + c.String() }
 
 // Format prints the redacted form for every verb; fmt's bad-verb path
 // (%d on a Config) would otherwise print fields without their methods.
-func (c Config) Format(f fmt.State, verb rune) {
-	if verb == 'v' && f.Flag('#') {
-		io.WriteString(f, c.GoString())
-		return
-	}
-	io.WriteString(f, c.String())
-}
+func (c Config) Format(f fmt.State, verb rune) { redact.Format(f, verb, c) }

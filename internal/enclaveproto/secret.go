@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/redact"
 )
 
 // The secret types below implement fmt.Formatter, fmt.GoStringer,
@@ -14,8 +16,6 @@ import (
 // %#v, %s, %x, slog text or JSON, json.Marshal of an enclosing message)
 // can print them. The CBOR encoder ignores all four, so the wire format
 // still carries the real values.
-
-const redacted = "REDACTED"
 
 // Credentials are AWS credentials the host passes to the enclave, which has
 // no network and no IMDS of its own. AccessKeyID is an identifier and is
@@ -29,14 +29,6 @@ type Credentials struct {
 	Expiration      time.Time `cbor:"expiration"`
 }
 
-// mask shows whether a secret is set, never what it is.
-func mask(s string) string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
 func (c Credentials) expiration() string {
 	if c.Expiration.IsZero() {
 		return "none"
@@ -47,27 +39,21 @@ func (c Credentials) expiration() string {
 // String returns the credentials with the secret and token redacted.
 func (c Credentials) String() string {
 	return fmt.Sprintf("{AccessKeyID:%q SecretAccessKey:%q SessionToken:%q Expiration:%s}",
-		c.AccessKeyID, mask(c.SecretAccessKey), mask(c.SessionToken), c.expiration())
+		c.AccessKeyID, redact.Secret(c.SecretAccessKey), redact.Secret(c.SessionToken), c.expiration())
 }
 
 // GoString is String for %#v.
 func (c Credentials) GoString() string { return "enclaveproto.Credentials" + c.String() }
 
 // Format prints the redacted form for every verb.
-func (c Credentials) Format(f fmt.State, verb rune) {
-	if verb == 'v' && f.Flag('#') {
-		io.WriteString(f, c.GoString())
-		return
-	}
-	io.WriteString(f, c.String())
-}
+func (c Credentials) Format(f fmt.State, verb rune) { redact.Format(f, verb, c) }
 
 // LogValue implements slog.LogValuer.
 func (c Credentials) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("access_key_id", c.AccessKeyID),
-		slog.String("secret_access_key", mask(c.SecretAccessKey)),
-		slog.String("session_token", mask(c.SessionToken)),
+		slog.String("secret_access_key", redact.Secret(c.SecretAccessKey)),
+		slog.String("session_token", redact.Secret(c.SessionToken)),
 		slog.String("expiration", c.expiration()),
 	)
 }
@@ -77,8 +63,8 @@ func (c Credentials) LogValue() slog.Value {
 func (c Credentials) MarshalJSON() ([]byte, error) {
 	return json.Marshal(map[string]string{
 		"access_key_id":     c.AccessKeyID,
-		"secret_access_key": mask(c.SecretAccessKey),
-		"session_token":     mask(c.SessionToken),
+		"secret_access_key": redact.Secret(c.SecretAccessKey),
+		"session_token":     redact.Secret(c.SessionToken),
 		"expiration":        c.expiration(),
 	})
 }
@@ -101,7 +87,7 @@ func (c *Credentials) validate() error {
 type SecretBytes []byte
 
 func (s SecretBytes) String() string {
-	return redacted + "(" + strconv.Itoa(len(s)) + " bytes)"
+	return redact.Mask + "(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // GoString is String for %#v.
