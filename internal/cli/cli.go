@@ -37,7 +37,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"bench":              {"measure signing latency against CometBFT's FilePV: the signer core and the whole local stack", runBench},
 		"check":              {"check this host: config, sealed keys, state file, enclave, vsock-proxy, credentials, region, validator", runCheck},
-		"demo":               {"run a local validator whose key the signer holds, and watch it sign (no AWS needed)", runDemo},
+		"demo":               {"run the whole system locally: a validator whose key lives in the local enclave, signing live (no AWS needed)", runDemo},
 		"enclave":            {"run, stop or describe the enclave (nitro-cli wrappers)", runEnclave},
 		"launch-all":         {"start the enclave and vsock-proxy, then run start; terminate both on exit", runLaunchAll},
 		"init":               {"generate the validator key in the enclave and seal it with KMS (-a REGION -k KEY)", runInit},
