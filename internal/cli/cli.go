@@ -101,6 +101,17 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, "\nRun '%s <command> -h' for a command's flags.\n", prog)
 }
 
+// subcommands runs the subcommand args[0] names, or prints usage.
+func subcommands(ctx context.Context, env *Env, args []string, usage string, subs map[string]func(context.Context, *Env, []string) error) error {
+	if len(args) > 0 {
+		if run, ok := subs[args[0]]; ok {
+			return run(ctx, env, args[1:])
+		}
+	}
+	fmt.Fprintf(env.Stderr, "Usage: %s %s\n", prog, usage)
+	return errUsage
+}
+
 // errUsage marks a command line that could not be parsed; the flag package
 // has already printed why.
 var errUsage = errors.New("usage")

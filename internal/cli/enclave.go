@@ -12,18 +12,8 @@ import (
 )
 
 func runEnclave(ctx context.Context, env *Env, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "run":
-			return runEnclaveRun(ctx, env, args[1:])
-		case "stop":
-			return runEnclaveStop(ctx, env, args[1:])
-		case "info":
-			return runEnclaveInfo(ctx, env, args[1:])
-		}
-	}
-	fmt.Fprintf(env.Stderr, "Usage: %s enclave run|stop|info [flags]\n\nWrappers around nitro-cli (set $TMKMS_NITRO_CLI to use another path).\n", prog)
-	return errUsage
+	return subcommands(ctx, env, args, "enclave run|stop|info [flags]\n\nWrappers around nitro-cli (set $TMKMS_NITRO_CLI to use another path).",
+		map[string]func(context.Context, *Env, []string) error{"run": runEnclaveRun, "stop": runEnclaveStop, "info": runEnclaveInfo})
 }
 
 type runFlags struct{ o nitrocli.RunOptions }

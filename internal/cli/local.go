@@ -14,16 +14,8 @@ import (
 const enclaveHint = "build it next to this program: go build -o \"$(dirname \"$(command -v tmkms-nitro-helper)\")\" ./cmd/tmkms-nitro-enclave\nor pass --enclave PATH"
 
 func runLocal(ctx context.Context, env *Env, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "init":
-			return runLocalInit(ctx, env, args[1:])
-		case "start":
-			return runLocalStart(ctx, env, args[1:])
-		}
-	}
-	fmt.Fprintf(env.Stderr, "Usage: %s local init|start [flags]\n\nLocal mode runs the enclave as a process, with unix sockets for vsock, a software NSM and a local KMS.\n", prog)
-	return errUsage
+	return subcommands(ctx, env, args, "local init|start [flags]\n\nLocal mode runs the enclave as a process, with unix sockets for vsock, a software NSM and a local KMS.",
+		map[string]func(context.Context, *Env, []string) error{"init": runLocalInit, "start": runLocalStart})
 }
 
 func runLocalInit(ctx context.Context, env *Env, args []string) error {
