@@ -36,7 +36,7 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "config", *path, "enclave_cid", cfg.EnclaveConfigCID, "chain_id", cfg.ChainID, "validator", cfg.Address)
+	log.Info("starting", "config", *path, "enclave_cid", cfg.EnclaveConfigCID, "chain_id", cfg.ChainID, "validators", cfg.ValidatorAddresses())
 	err = host.Run(ctx, host.Options{
 		Config:         cfg,
 		Enclave:        transport.Addr{Scheme: "vsock", CID: cfg.EnclaveConfigCID},

@@ -35,6 +35,7 @@ const (
 	MinMaxMessageSize       = 1 << 10
 	DefaultLogFormat        = "text"
 	MaxChainIDLen           = 50        // CometBFT's limit
+	MaxAddresses            = 8         // nodes one signer serves at once
 	maxFileSize             = 256 << 10 // tmkms.toml is about 2 KiB
 	defaultAddress          = "unix:///tmp/validator.socket"
 	defaultChainID          = "testchain-1"
@@ -47,8 +48,11 @@ const (
 type Config struct {
 	// address: the validator's privval listener, unix:///path or
 	// tcp://[node_id@]host:port; node_id (40 hex digits) pins the node's
-	// SecretConnection key.
-	Address string
+	// SecretConnection key. Address is the first; a list of several in the
+	// file (nodes of one chain: sentries, a standby) also fills Addresses,
+	// all served with one double-sign state.
+	Address   string
+	Addresses []string
 	// chain_id: the only chain the enclave signs for.
 	ChainID string
 	// max_height: refuse to sign above this height; 0 means no limit.
@@ -217,6 +221,15 @@ func (c *Config) resolvePaths(dir string) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+}
+
+// ValidatorAddresses returns every validator address: Addresses, or just
+// Address when code set Address alone.
+func (c *Config) ValidatorAddresses() []string {
+	if len(c.Addresses) == 0 || c.Addresses[0] != c.Address {
+		return []string{c.Address}
+	}
+	return c.Addresses
 }
 
 // Default returns the configuration init writes: tmkms-light's defaults

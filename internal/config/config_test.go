@@ -219,3 +219,31 @@ func TestManyUnknownKeys(t *testing.T) {
 		t.Errorf("oversized file: err = %v, want ErrInvalid", err)
 	}
 }
+
+func TestAddressList(t *testing.T) {
+	base := "chain_id = 'c'\nsealed_consensus_key_path = 'k'\nstate_file_path = 's'\naws_region = 'r'\n"
+	c, err := Parse([]byte("address = ['unix:///a.sock', 'unix:///b.sock']\n"+base), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ValidatorAddresses(); len(got) != 2 || got[0] != "unix:///a.sock" || c.Address != "unix:///a.sock" {
+		t.Fatalf("addresses %v, address %q", got, c.Address)
+	}
+	out, err := Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(out, "")
+	if err != nil || len(back.ValidatorAddresses()) != 2 {
+		t.Fatalf("round trip: %v %v\n%s", back, err, out)
+	}
+	for name, bad := range map[string]string{
+		"empty list":  "address = []\n",
+		"not strings": "address = [1, 2]\n",
+		"bad entry":   "address = ['unix:///a.sock', 'http://x']\n",
+	} {
+		if _, err := Parse([]byte(bad+base), ""); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -14,7 +14,7 @@ import (
 // file is tmkms.toml as go-toml sees it. Types follow tmkms-light's
 // NitroSignOpt (u32 ports), so a value it refuses we refuse too.
 type file struct {
-	Address                string           `toml:"address"`
+	Address                any              `toml:"address"` // a string, or a list of strings
 	ChainID                string           `toml:"chain_id"`
 	MaxHeight              any              `toml:"max_height"` // tendermint Height: a string; we also take an integer
 	SealedConsensusKeyPath string           `toml:"sealed_consensus_key_path"`
@@ -45,7 +45,9 @@ type fileCredentials struct {
 // for unknown keys.
 func keyType(key string) (want string, ok bool) {
 	switch key {
-	case "address", "chain_id", "sealed_consensus_key_path", "sealed_id_key_path",
+	case "address":
+		return "a string, or a list of strings", true
+	case "chain_id", "sealed_consensus_key_path", "sealed_id_key_path",
 		"state_file_path", "aws_region", "credentials.aws_key_id", "credentials.aws_secret_key",
 		"credentials.aws_session_token", "kms_key_id", "protocol_version", "metrics_address", "log_format":
 		return "a string", true
@@ -99,12 +101,47 @@ func decode(data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f.config(h), nil
+	addrs, err := addresses(f.Address)
+	if err != nil {
+		return nil, err
+	}
+	c := f.config(h)
+	if len(addrs) > 0 {
+		c.Address = addrs[0]
+	}
+	if len(addrs) > 1 {
+		c.Addresses = addrs
+	}
+	return c, nil
+}
+
+// addresses reads address: one string, or a non-empty list of them.
+func addresses(v any) ([]string, error) {
+	switch a := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []string{a}, nil
+	case []any:
+		out := make([]string, 0, len(a))
+		for _, e := range a {
+			s, ok := e.(string)
+			if !ok {
+				return nil, &FieldError{Key: "address", Msg: "must be a string or a list of strings", Kind: ErrType}
+			}
+			out = append(out, s)
+		}
+		if len(out) == 0 {
+			return nil, &FieldError{Key: "address", Msg: "the list is empty", Kind: ErrInvalid}
+		}
+		return out, nil
+	}
+	return nil, &FieldError{Key: "address", Msg: "must be a string or a list of strings", Kind: ErrType}
 }
 
 func (f *file) config(maxHeight int64) *Config {
 	c := &Config{
-		Address: f.Address, ChainID: f.ChainID, MaxHeight: maxHeight,
+		ChainID: f.ChainID, MaxHeight: maxHeight,
 		SealedConsensusKeyPath: f.SealedConsensusKeyPath, SealedIDKeyPath: f.SealedIDKeyPath,
 		StateFilePath: f.StateFilePath, EnclaveConfigCID: f.EnclaveConfigCID,
 		EnclaveConfigPort: f.EnclaveConfigPort, EnclaveStatePort: f.EnclaveStatePort,

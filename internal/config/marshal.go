@@ -20,7 +20,15 @@ func Marshal(c *Config) ([]byte, error) {
 	w.blank()
 	w.comment("The validator's privval listener: unix:///path, or tcp://[node_id@]host:port for a remote node")
 	w.comment("(node_id pins its SecretConnection key). Must match priv_validator_laddr in the node's config.toml.")
-	w.str("address", c.Address)
+	if len(c.Addresses) > 1 {
+		quoted := make([]string, len(c.Addresses))
+		for i, a := range c.Addresses {
+			quoted[i] = quote(a)
+		}
+		w.line("address = [%s]", strings.Join(quoted, ", "))
+	} else {
+		w.str("address", c.Address)
+	}
 	w.comment("The only chain the enclave signs for.")
 	w.str("chain_id", c.ChainID)
 	w.comment("Refuse to sign above this height. Unset: no limit.")

@@ -13,7 +13,14 @@ import (
 // a *FieldError wrapping ErrInvalid and naming its key.
 func (c *Config) Validate() error {
 	v := validator{}
-	scheme := v.address(c.Address)
+	addrs := c.ValidatorAddresses()
+	scheme := ""
+	for _, a := range addrs {
+		if v.address(a) == "tcp" {
+			scheme = "tcp"
+		}
+	}
+	v.check("address", len(addrs) <= MaxAddresses, "lists %d nodes, at most %d are served", len(addrs), MaxAddresses)
 	v.check("chain_id", c.ChainID != "", "must not be empty")
 	v.check("chain_id", len(c.ChainID) <= MaxChainIDLen, "is %d bytes, CometBFT allows at most %d", len(c.ChainID), MaxChainIDLen)
 	v.check("max_height", c.MaxHeight >= 0, "must not be negative")

@@ -38,7 +38,11 @@ type localSigner struct {
 func startLocal(t *testing.T, bin, home, laddr string) *localSigner {
 	t.Helper()
 	ls := &localSigner{logs: &SyncBuffer{}, done: make(chan struct{})}
-	ls.cmd = exec.Command(filepath.Join(bin, "tmkms-nitro-helper"), "local", "start", "--home", home, "--address", laddr)
+	args := []string{"local", "start", "--home", home}
+	if laddr != "" { // "": the addresses in tmkms.toml
+		args = append(args, "--address", laddr)
+	}
+	ls.cmd = exec.Command(filepath.Join(bin, "tmkms-nitro-helper"), args...)
 	ls.cmd.Stdout, ls.cmd.Stderr = ls.logs, ls.logs
 	if err := ls.cmd.Start(); err != nil {
 		t.Fatal(err)

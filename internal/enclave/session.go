@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"sync"
 
 	"github.com/cometbft/cometbft/crypto"
 	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
@@ -33,7 +35,7 @@ type session struct {
 // a restarted host can configure a running enclave again and carry on.
 func (s *session) sameAs(c *enclaveproto.Configure) bool {
 	a, b := s.cfg, c
-	return a.ChainID == b.ChainID && a.Address == b.Address && a.ProtocolVersion == b.ProtocolVersion &&
+	return a.ChainID == b.ChainID && a.Address == b.Address && slices.Equal(a.Addresses, b.Addresses) && a.ProtocolVersion == b.ProtocolVersion &&
 		a.MaxMessageSize == b.MaxMessageSize && a.MaxHeight == b.MaxHeight && a.Region == b.Region && a.KMSKeyID == b.KMSKeyID &&
 		bytes.Equal(a.SealedConsensusKey, b.SealedConsensusKey) && bytes.Equal(a.SealedIdentityKey, b.SealedIdentityKey) &&
 		a.StatePort == b.StatePort && a.ValidatorPort == b.ValidatorPort && a.LogPort == b.LogPort
@@ -61,9 +63,9 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 		}
 		return s.resp, nil
 	}
-	addr, err := transport.ParseAddr(c.Address)
-	if err != nil || (addr.Scheme != "unix" && addr.Scheme != "tcp") {
-		return nil, fmt.Errorf("%w: validator address %q must be unix:// or tcp://", errBadConfig, c.Address)
+	addrs, tcp, err := validatorAddrs(c)
+	if err != nil {
+		return nil, err
 	}
 	dialect, err := privval.ParseDialect(c.ProtocolVersion)
 	if err != nil {
@@ -79,7 +81,7 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	}
 	resp := &enclaveproto.Configured{ConsensusPubKey: key.PubKey().Bytes()}
 	var identity crypto.PrivKey
-	if addr.Scheme == "tcp" {
+	if tcp {
 		if len(c.SealedIdentityKey) == 0 {
 			return nil, fmt.Errorf("%w: a tcp:// validator needs the sealed identity key (sealed_id_key_path)", errBadConfig)
 		}
@@ -103,21 +105,50 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	if c.LogPort != 0 && c.LogPort != e.ship.port.Swap(c.LogPort) {
 		e.log.Info("logs now go to the configured host port", "port", c.LogPort)
 	}
-	if addr.Scheme == "tcp" && addr.NodeID == "" {
-		e.log.Warn("the validator's identity is not pinned (no node_id@ in the address): any peer the host connects us to is accepted")
+	for _, a := range addrs {
+		if a.Scheme == "tcp" && a.NodeID == "" {
+			e.log.Warn("the validator's identity is not pinned (no node_id@ in the address): any peer the host connects us to is accepted", "address", a.String())
+		}
 	}
 	s := signer.New(key, c.ChainID, last, store, signer.Options{Log: e.log, MaxHeight: c.MaxHeight})
 	sctx, cancel := context.WithCancel(e.ctx)
 	sess := &session{cfg: c, resp: resp, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(sess.done)
-		privval.NewHandler(s, dialect, e.log).Run(sctx, e.validatorDialer(addr, port(c.ValidatorPort, DefaultValidatorPort), identity),
-			privval.Options{MaxMessageSize: int(c.MaxMessageSize)})
-	}()
+	// One handler per node, all on one signer: one guard, and a request
+	// two nodes both send gets the same signature.
+	h := privval.NewHandler(s, dialect, e.log)
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.Run(sctx, e.validatorDialer(a, port(c.ValidatorPort, DefaultValidatorPort)+uint32(i), identity), privval.Options{MaxMessageSize: int(c.MaxMessageSize)})
+		}()
+	}
+	go func() { wg.Wait(); close(sess.done) }()
 	e.session = sess
 	e.log.Info("configured: signing", "chain_id", c.ChainID, "validator", c.Address, "protocol", dialect.String(),
 		"consensus_pubkey", fmt.Sprintf("%X", resp.ConsensusPubKey), "state", last.HRS())
 	return resp, nil
+}
+
+// validatorAddrs parses the validator addresses and says whether any is
+// tcp:// (which needs the identity key).
+func validatorAddrs(c *enclaveproto.Configure) ([]transport.Addr, bool, error) {
+	list := c.Addresses
+	if len(list) == 0 {
+		list = []string{c.Address}
+	}
+	var out []transport.Addr
+	tcp := false
+	for _, s := range list {
+		a, err := transport.ParseAddr(s)
+		if err != nil || (a.Scheme != "unix" && a.Scheme != "tcp") {
+			return nil, false, fmt.Errorf("%w: validator address %q must be unix:// or tcp://", errBadConfig, s)
+		}
+		tcp = tcp || a.Scheme == "tcp"
+		out = append(out, a)
+	}
+	return out, tcp, nil
 }
 
 // validatorDialer reaches the validator through the host's bridge; for

@@ -19,12 +19,13 @@ type normalizer interface{ normalize() }
 
 // Fixed sizes.
 const (
-	PubKeySize  = 32 // ed25519 public key
-	SeedSize    = 32 // ed25519 private key seed
-	MaxChainID  = 50 // CometBFT's MaxChainIDLen
-	MaxLogAttrs = 32
-	maxErrCode  = 64
-	maxErrText  = 1024
+	PubKeySize   = 32 // ed25519 public key
+	SeedSize     = 32 // ed25519 private key seed
+	MaxChainID   = 50 // CometBFT's MaxChainIDLen
+	MaxLogAttrs  = 32
+	MaxAddresses = 8 // validator nodes one enclave serves
+	maxErrCode   = 64
+	maxErrText   = 1024
 )
 
 // Key purposes for GenerateKey and ImportKey.
@@ -47,8 +48,11 @@ const (
 // unseals the keys and dials the state and validator channels. The answer
 // is Configured or Error.
 type Configure struct {
-	ChainID            string      `cbor:"chain_id"`
-	Address            string      `cbor:"address"` // validator address: unix:///… or tcp://[node_id@]host:port
+	ChainID string `cbor:"chain_id"`
+	Address string `cbor:"address"` // validator address: unix:///… or tcp://[node_id@]host:port
+	// Addresses, when set, lists every validator node (Address first); node
+	// i is reached through host port ValidatorPort+i. One guard serves all.
+	Addresses          []string    `cbor:"addresses,omitempty"`
 	ProtocolVersion    string      `cbor:"protocol_version"`
 	MaxMessageSize     uint32      `cbor:"max_message_size"`
 	MaxHeight          int64       `cbor:"max_height"` // 0: no limit

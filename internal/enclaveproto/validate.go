@@ -8,6 +8,8 @@ func (c *Configure) validate() error {
 		return invalid("chain_id must be 1 to %d bytes, got %d", MaxChainID, len(c.ChainID))
 	case c.Address == "":
 		return invalid("address is empty")
+	case len(c.Addresses) > MaxAddresses || len(c.Addresses) > 0 && c.Addresses[0] != c.Address:
+		return invalid("addresses must list at most %d nodes, the first being address", MaxAddresses)
 	case c.MaxHeight < 0:
 		return invalid("max_height %d is negative", c.MaxHeight)
 	case len(c.SealedConsensusKey) == 0:

@@ -39,11 +39,17 @@ type Options struct {
 // configuration (a KMS denial, a bad setting), which is returned.
 func Run(ctx context.Context, o Options) error {
 	cfg := o.Config
-	validator, err := transport.ParseAddr(cfg.Address)
-	if err != nil {
-		return err
+	var validators []transport.Addr
+	tcp := false
+	for _, a := range cfg.ValidatorAddresses() {
+		v, err := transport.ParseAddr(a)
+		if err != nil {
+			return err
+		}
+		validators = append(validators, v)
+		tcp = tcp || v.Scheme == "tcp"
 	}
-	sealed, err := readSealed(cfg, validator)
+	sealed, err := readSealed(cfg, tcp)
 	if err != nil {
 		return err
 	}
@@ -59,7 +65,7 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 5)
+	errc := make(chan error, 4+len(validators))
 	m := metrics.New(metrics.Options{ChainID: cfg.ChainID})
 	if cfg.MetricsAddress != "" {
 		go func() {
@@ -76,11 +82,15 @@ func Run(ctx context.Context, o Options) error {
 		go func() { errc <- f(ctx, ln) }()
 		return nil
 	}
-	if err := errors.Join(
+	errs := []error{
 		serve("state", cfg.EnclaveStatePort, (&StateServer{File: state, Log: o.Log, Metrics: m}).Serve),
-		serve("validator", cfg.EnclaveTendermintConn, (&Bridge{Validator: validator, Log: o.Log, Metrics: m}).Serve),
 		serve("log", cfg.EnclaveLogPort, (&LogSink{Log: o.Log, Metrics: m}).Serve),
-	); err != nil {
+	}
+	// Node i is bridged on the port after node i-1's, as the enclave dials.
+	for i, v := range validators {
+		errs = append(errs, serve("validator", cfg.EnclaveTendermintConn+uint32(i), (&Bridge{Validator: v, Log: o.Log, Metrics: m}).Serve))
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	conf := &Configurator{
@@ -111,13 +121,13 @@ func Run(ctx context.Context, o Options) error {
 
 type sealedKeys struct{ consensus, identity []byte }
 
-func readSealed(cfg *config.Config, validator transport.Addr) (sealedKeys, error) {
+func readSealed(cfg *config.Config, tcp bool) (sealedKeys, error) {
 	var s sealedKeys
 	var err error
 	if s.consensus, err = os.ReadFile(cfg.SealedConsensusKeyPath); err != nil {
 		return s, fmt.Errorf("sealed consensus key: %w", err)
 	}
-	if validator.Scheme == "tcp" {
+	if tcp {
 		if s.identity, err = os.ReadFile(cfg.SealedIDKeyPath); err != nil {
 			return s, fmt.Errorf("sealed identity key (needed for tcp:// validators): %w", err)
 		}
@@ -139,6 +149,7 @@ func configureRequest(ctx context.Context, cfg *config.Config, sealed sealedKeys
 	return &enclaveproto.Configure{
 		ChainID:            cfg.ChainID,
 		Address:            cfg.Address,
+		Addresses:          cfg.Addresses,
 		ProtocolVersion:    cfg.ProtocolVersion,
 		MaxMessageSize:     uint32(cfg.MaxMessageSize),
 		MaxHeight:          cfg.MaxHeight,

@@ -35,7 +35,7 @@ func Start(ctx context.Context, o StartOptions) error {
 		return err
 	}
 	if o.Address != "" {
-		cfg.Address = o.Address
+		cfg.Address, cfg.Addresses = o.Address, nil
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
