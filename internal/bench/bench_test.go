@@ -135,14 +135,14 @@ func TestSummarize(t *testing.T) {
 	for i := 100; i >= 1; i-- {
 		d = append(d, time.Duration(i)*time.Millisecond)
 	}
-	s := summarize(d)
+	s := Summarize(d)
 	if s.Count != 100 || s.P50 != 50 || s.P90 != 90 || s.P99 != 99 || s.Max != 100 || s.Mean != 50.5 {
 		t.Fatalf("summary = %+v", s)
 	}
-	if one := summarize([]time.Duration{time.Millisecond}); one.P50 != 1 || one.P99 != 1 {
+	if one := Summarize([]time.Duration{time.Millisecond}); one.P50 != 1 || one.P99 != 1 {
 		t.Fatalf("one sample: %+v", one)
 	}
-	if (summarize(nil) != Summary{}) {
+	if (Summarize(nil) != Summary{}) {
 		t.Fatal("empty input must give the zero summary")
 	}
 }

@@ -95,11 +95,11 @@ func (s *subject) result() Result {
 	by := map[string]Summary{}
 	for i, l := range s.lat {
 		all = append(all, l...)
-		by[kinds[i]] = summarize(l)
+		by[kinds[i]] = Summarize(l)
 	}
 	return Result{
 		Config: s.cfg.Letter(), ID: s.cfg.ID(), Name: s.cfg.Name(), Durability: s.cfg.Durability(),
-		Latency: summarize(all), ByType: by, RequestsPerSec: float64(len(all)) / s.wall.Seconds(),
+		Latency: Summarize(all), ByType: by, RequestsPerSec: float64(len(all)) / s.wall.Seconds(),
 		Persisted: s.persisted.String(),
 	}
 }

@@ -17,8 +17,8 @@ type Summary struct {
 	Max   float64 `json:"max_ms"`
 }
 
-// summarize computes a Summary with nearest-rank percentiles.
-func summarize(d []time.Duration) Summary {
+// Summarize computes a Summary with nearest-rank percentiles.
+func Summarize(d []time.Duration) Summary {
 	if len(d) == 0 {
 		return Summary{}
 	}

@@ -16,9 +16,11 @@ import (
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/bench"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localnode"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
 )
 
@@ -140,11 +142,14 @@ func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error 
 }
 
 func (d *demoRun) signed(hrs, block string, latency time.Duration) {
+	h, r, step, err := metrics.ParseHRS(hrs)
+	if err != nil {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.latencies = append(d.latencies, latency)
-	h, r, step := splitHRS(hrs)
-	fmt.Fprintf(d.env.Stdout, "height %5s  round %s  %-9s  block %-12s  signed in %6.2f ms\n", h, r, step, strings.ToUpper(block), float64(latency.Microseconds())/1000)
+	fmt.Fprintf(d.env.Stdout, "height %5d  round %d  %-9s  block %-12s  signed in %6.2f ms\n", h, r, step, strings.ToUpper(block), float64(latency.Microseconds())/1000)
 }
 
 func (d *demoRun) refused(msg string, attrs map[string]string) {
@@ -154,27 +159,12 @@ func (d *demoRun) refused(msg string, attrs map[string]string) {
 	fmt.Fprintf(d.env.Stdout, "REFUSED %s: %s %s\n", attrs["hrs"], msg, attrs["err"])
 }
 
-func splitHRS(s string) (string, string, string) {
-	f := strings.SplitN(s, "/", 3)
-	for len(f) < 3 {
-		f = append(f, "")
-	}
-	return f[0], f[1], f[2]
-}
-
 func (d *demoRun) summary(height int64, took time.Duration) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	l := slices.Clone(d.latencies)
-	slices.Sort(l)
-	pct := func(p float64) float64 {
-		if len(l) == 0 {
-			return 0
-		}
-		return float64(l[int(p*float64(len(l)-1))].Microseconds()) / 1000
-	}
+	l := bench.Summarize(d.latencies)
 	fmt.Fprintf(d.env.Stdout, "\n%d blocks in %s: %d signatures, %d refused; signing latency in the enclave (guard, signature, durable state on the host) p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-		height, took.Round(time.Millisecond), len(l), d.refusals, pct(0.5), pct(0.99), pct(1))
+		height, took.Round(time.Millisecond), l.Count, d.refusals, l.P50, l.P99, l.Max)
 	if height == 0 {
 		return errors.New("no block was produced")
 	}

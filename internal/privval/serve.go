@@ -38,14 +38,9 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// ServeConn answers requests on conn until the connection fails, a request
-// breaks the protocol, or ctx ends. It closes conn and returns why it ended.
-func (h *Handler) ServeConn(ctx context.Context, conn net.Conn, opts Options) error {
-	_, err := h.serveConn(ctx, conn, opts)
-	return err
-}
-
-// serveConn is ServeConn that also counts the requests answered.
+// serveConn answers requests on conn until the connection fails, a request
+// breaks the protocol, or ctx ends. It closes conn and returns how many
+// requests it answered and why it ended.
 func (h *Handler) serveConn(ctx context.Context, conn net.Conn, opts Options) (served int, err error) {
 	opts = opts.withDefaults()
 	defer conn.Close()

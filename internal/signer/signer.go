@@ -94,9 +94,6 @@ func New(key Key, chainID string, last signstate.State, store Store, opts Option
 	return s
 }
 
-// ChainID returns the chain the signer signs for.
-func (s *Signer) ChainID() string { return s.chainID }
-
 // LastState returns the last signed state.
 func (s *Signer) LastState() signstate.State {
 	s.mu.Lock()

@@ -123,7 +123,7 @@ func dialSecret(ctx context.Context, a Addr, identity crypto.PrivKey) (net.Conn,
 // Secure runs the SecretConnection handshake on c and, when nodeID is not
 // empty, refuses a peer with another identity. It closes c on failure.
 func Secure(ctx context.Context, c net.Conn, identity crypto.PrivKey, nodeID string) (net.Conn, error) {
-	sc, err := Handshake(ctx, c, identity)
+	sc, err := handshake(ctx, c, identity)
 	if err != nil {
 		return nil, err
 	}
@@ -134,9 +134,9 @@ func Secure(ctx context.Context, c net.Conn, identity crypto.PrivKey, nodeID str
 	return sc, nil
 }
 
-// Handshake runs the SecretConnection handshake on c, bounded by ctx's
+// handshake runs the SecretConnection handshake on c, bounded by ctx's
 // deadline or DefaultHandshakeTimeout. It closes c on failure.
-func Handshake(ctx context.Context, c net.Conn, identity crypto.PrivKey) (*conn.SecretConnection, error) {
+func handshake(ctx context.Context, c net.Conn, identity crypto.PrivKey) (*conn.SecretConnection, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(DefaultHandshakeTimeout)
