@@ -14,6 +14,7 @@ import (
 	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/privval"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/sealedkey"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
@@ -38,7 +39,7 @@ func (s *session) sameAs(c *enclaveproto.Configure) bool {
 	return a.ChainID == b.ChainID && a.Address == b.Address && slices.Equal(a.Addresses, b.Addresses) && a.ProtocolVersion == b.ProtocolVersion &&
 		a.MaxMessageSize == b.MaxMessageSize && a.MaxHeight == b.MaxHeight && a.Region == b.Region && a.KMSKeyID == b.KMSKeyID &&
 		bytes.Equal(a.SealedConsensusKey, b.SealedConsensusKey) && bytes.Equal(a.SealedIdentityKey, b.SealedIdentityKey) &&
-		a.StatePort == b.StatePort && a.ValidatorPort == b.ValidatorPort && a.LogPort == b.LogPort
+		a.StatePort == b.StatePort && a.ValidatorPort == b.ValidatorPort && a.LogPort == b.LogPort && a.HAInstance == b.HAInstance
 }
 
 func port(p, def uint32) uint32 {
@@ -110,7 +111,16 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 			e.log.Warn("the validator's identity is not pinned (no node_id@ in the address): any peer the host connects us to is accepted", "address", a.String())
 		}
 	}
-	s := signer.New(key, c.ChainID, last, store, signer.Options{Log: e.log, MaxHeight: c.MaxHeight})
+	opts := signer.Options{Log: e.log, MaxHeight: c.MaxHeight}
+	if c.HAInstance != "" {
+		hk, err := ha.DeriveKey(key.Seed(), c.ChainID)
+		if err != nil {
+			return nil, err
+		}
+		opts.Cluster = ha.NewGuard(store, hk, c.HAInstance, e.log)
+		e.log.Info("high availability: every decision is committed to the cluster before it is signed", "instance", c.HAInstance)
+	}
+	s := signer.New(key, c.ChainID, last, store, opts)
 	sctx, cancel := context.WithCancel(e.ctx)
 	sess := &session{cfg: c, resp: resp, cancel: cancel, done: make(chan struct{})}
 	// One handler per node, all on one signer: one guard, and a request

@@ -72,29 +72,64 @@ func (r *remoteStore) connect(ctx context.Context) (signstate.State, error) {
 
 // Save implements signer.Store.
 func (r *remoteStore) Save(ctx context.Context, st signstate.State) error {
+	rec, err := signstate.MarshalState(st)
+	if err != nil {
+		return err
+	}
+	resp, err := r.call(ctx, &enclaveproto.PersistState{Record: rec, Height: st.Height, Round: st.Round, Step: int8(st.Step)})
+	if err == nil {
+		_, err = enclaveproto.Expect[*enclaveproto.StateAck](resp)
+	}
+	if err != nil {
+		return fmt.Errorf("the host did not persist the state: %w", err)
+	}
+	r.mu.Lock()
+	r.known = st
+	r.mu.Unlock()
+	return nil
+}
+
+// CompareAndSwap implements ha.Store through the host, which relays it to
+// etcd. The host is not trusted with the outcome's content: the guard
+// authenticates the records it returns.
+func (r *remoteStore) CompareAndSwap(ctx context.Context, rev int64, record []byte) (bool, []byte, int64, error) {
+	resp, err := r.call(ctx, &enclaveproto.CommitDecision{Record: record, Revision: rev})
+	var res *enclaveproto.CommitResult
+	if err == nil {
+		res, err = enclaveproto.Expect[*enclaveproto.CommitResult](resp)
+	}
+	if err != nil {
+		return false, nil, 0, fmt.Errorf("the host did not commit the decision: %w", err)
+	}
+	return res.Committed, res.Current, res.Revision, nil
+}
+
+// call sends one request on the state channel and returns the host's
+// answer, which may be an Error.
+func (r *remoteStore) call(ctx context.Context, m enclaveproto.Message) (enclaveproto.Message, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, persistTimeout)
 	defer cancel()
 	// A connection that served before may be stale (the helper restarted):
-	// one redial within the same deadline. Persisting a state twice is
-	// harmless; the host accepts an equal state.
+	// one redial within the same deadline. Both requests are idempotent:
+	// the host accepts an equal state, and a decision already committed
+	// fails its compare-and-swap and comes back as the current record.
 	for attempt := 0; ; attempt++ {
 		fresh := r.conn == nil
 		if fresh {
 			if err := r.reconnect(ctx); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		err := r.send(ctx, st)
+		resp, err := r.conn.Call(ctx, m)
 		if err == nil {
-			r.known = st
-			return nil
+			return resp, nil
 		}
 		r.conn.Close()
 		r.conn = nil
 		if fresh || attempt > 0 || ctx.Err() != nil {
-			return err
+			return nil, err
 		}
 		r.log.Warn("state channel broken, redialing the host", "err", err)
 	}

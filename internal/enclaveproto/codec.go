@@ -24,6 +24,8 @@ const (
 	TypeStateSnapshot     Type = 0x20
 	TypePersistState      Type = 0x21
 	TypeStateAck          Type = 0x22
+	TypeCommitDecision    Type = 0x23
+	TypeCommitResult      Type = 0x24
 	TypeLogRecord         Type = 0x30
 )
 
@@ -52,6 +54,10 @@ func newMessage(t Type) (Message, bool) {
 		return new(PersistState), true
 	case TypeStateAck:
 		return new(StateAck), true
+	case TypeCommitDecision:
+		return new(CommitDecision), true
+	case TypeCommitResult:
+		return new(CommitResult), true
 	case TypeLogRecord:
 		return new(LogRecord), true
 	}
@@ -83,6 +89,10 @@ func (t Type) String() string {
 		return "PersistState"
 	case TypeStateAck:
 		return "StateAck"
+	case TypeCommitDecision:
+		return "CommitDecision"
+	case TypeCommitResult:
+		return "CommitResult"
 	case TypeLogRecord:
 		return "LogRecord"
 	}

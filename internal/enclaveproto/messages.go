@@ -24,6 +24,7 @@ const (
 	MaxChainID   = 50 // CometBFT's MaxChainIDLen
 	MaxLogAttrs  = 32
 	MaxAddresses = 8 // validator nodes one enclave serves
+	MaxInstance  = 64
 	maxErrCode   = 64
 	maxErrText   = 1024
 )
@@ -41,6 +42,7 @@ const (
 	CodeKMSAccessDenied = "kms-access-denied" // KMS refused Decrypt/Encrypt (policy, PCRs, credentials)
 	CodeKMS             = "kms"               // any other KMS failure
 	CodeStateRegression = "state-regression"  // state record below what the enclave already signed
+	CodeClusterDown     = "cluster-down"      // the high-availability store is unreachable or has no quorum
 	CodeInternal        = "internal"
 )
 
@@ -65,6 +67,10 @@ type Configure struct {
 	StatePort     uint32 `cbor:"state_port"`
 	ValidatorPort uint32 `cbor:"validator_port"`
 	LogPort       uint32 `cbor:"log_port"`
+	// HAInstance, when set, turns on high availability: every decision is
+	// committed to the cluster through CommitDecision before it is signed,
+	// under this instance name.
+	HAInstance string `cbor:"ha_instance,omitempty"`
 }
 
 // Configured answers Configure with the unsealed keys' public halves.
@@ -134,6 +140,26 @@ type PersistState struct {
 // StateAck answers PersistState: the record is durable.
 type StateAck struct{}
 
+// CommitDecision (enclave→host, state channel; high availability only)
+// asks the host to write Record, the enclave's authenticated decision, to
+// the cluster's store if the stored record's revision is still Revision
+// (0: none stored; negative: unknown, so the write cannot happen and the
+// answer only reports the stored record). The answer is CommitResult, or
+// Error when the store cannot be reached or has no quorum.
+type CommitDecision struct {
+	Record   []byte `cbor:"record"`
+	Revision int64  `cbor:"revision"`
+}
+
+// CommitResult answers CommitDecision: whether Record was written, and the
+// record stored afterwards with its revision (Current empty and Revision 0
+// when none is). The enclave authenticates Current itself.
+type CommitResult struct {
+	Committed bool   `cbor:"committed"`
+	Current   []byte `cbor:"current"`
+	Revision  int64  `cbor:"revision"`
+}
+
 // LogRecord (enclave→host, log channel, no answer) is one slog record.
 type LogRecord struct {
 	Time    time.Time `cbor:"time"`
@@ -171,6 +197,8 @@ func (*Ack) Type() Type               { return TypeAck }
 func (*StateSnapshot) Type() Type     { return TypeStateSnapshot }
 func (*PersistState) Type() Type      { return TypePersistState }
 func (*StateAck) Type() Type          { return TypeStateAck }
+func (*CommitDecision) Type() Type    { return TypeCommitDecision }
+func (*CommitResult) Type() Type      { return TypeCommitResult }
 func (*LogRecord) Type() Type         { return TypeLogRecord }
 func (*Error) Type() Type             { return TypeError }
 

@@ -57,6 +57,11 @@ func samples() []struct {
 			SealedConsensusKey: seq(48, 0x10), Credentials: creds,
 			StatePort: 5555, ValidatorPort: 5000, LogPort: 6050,
 		}},
+		{"configure-ha", 9, &Configure{
+			ChainID: "crypto-org-chain-mainnet-1", Address: "unix:///run/validator.socket",
+			ProtocolVersion: "auto", MaxMessageSize: 65536, Region: "ap-southeast-1",
+			SealedConsensusKey: seq(48, 0x10), HAInstance: "signer-b",
+		}},
 		{"configure-tcp", 2, &Configure{
 			ChainID: "cosmoshub-4", Address: "tcp://0123456789abcdef0123456789abcdef01234567@10.0.0.2:26659",
 			ProtocolVersion: "v0.38", MaxMessageSize: 1 << 20, MaxHeight: 25000000, Region: "us-east-1",
@@ -72,6 +77,8 @@ func samples() []struct {
 		{"state-snapshot-missing", 0, &StateSnapshot{Missing: true}},
 		{"persist-state", 7, &PersistState{Record: seq(64, 0x20), Height: 1234568, Round: 0, Step: 1}},
 		{"state-ack", 7, &StateAck{}},
+		{"commit-decision", 8, &CommitDecision{Record: seq(96, 0x30), Revision: 41}},
+		{"commit-result", 8, &CommitResult{Committed: false, Current: seq(96, 0x60), Revision: 42}},
 		{"log-record", 0, &LogRecord{
 			Time: time.Date(2026, 11, 25, 0, 39, 43, 123456789, time.UTC), Level: 4, Message: "signed vote",
 			Attrs: []Attr{{Key: "height", Value: "1234568"}, {Key: "type", Value: "prevote"}},

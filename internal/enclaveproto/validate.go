@@ -14,6 +14,8 @@ func (c *Configure) validate() error {
 		return invalid("max_height %d is negative", c.MaxHeight)
 	case len(c.SealedConsensusKey) == 0:
 		return invalid("sealed_consensus_key is empty")
+	case len(c.HAInstance) > MaxInstance:
+		return invalid("ha_instance is %d bytes, at most %d allowed", len(c.HAInstance), MaxInstance)
 	}
 	return c.Credentials.validate()
 }
@@ -87,6 +89,20 @@ func (p *PersistState) validate() error {
 		return invalid("state record is empty")
 	}
 	return checkHR(p.Height, p.Round)
+}
+
+func (c *CommitDecision) validate() error {
+	if len(c.Record) == 0 {
+		return invalid("decision record is empty")
+	}
+	return nil
+}
+
+func (c *CommitResult) validate() error {
+	if c.Revision < 0 || c.Committed && c.Revision == 0 || len(c.Current) == 0 && c.Revision != 0 {
+		return invalid("commit result with revision %d and a %d-byte record", c.Revision, len(c.Current))
+	}
+	return nil
 }
 
 func checkHR(h int64, r int32) error {

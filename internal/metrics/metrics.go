@@ -110,6 +110,7 @@ type Metrics struct {
 	credsExpiry prometheus.Gauge
 
 	mu          sync.Mutex
+	ha          *haMetrics // nil without [ha]
 	enclaveOK   bool
 	lastSigned  time.Time // zero before the first signature
 	everSigned  bool

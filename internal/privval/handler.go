@@ -134,6 +134,8 @@ func remoteError(err error) *pvproto.RemoteSignerError {
 		code = CodeRefused
 	case errors.Is(err, signer.ErrPersist):
 		code, desc = CodeUnavailable, "sign state could not be persisted; nothing was signed"
+	case errors.Is(err, signer.ErrCluster):
+		code, desc = CodeUnavailable, "the high-availability cluster did not accept the decision; nothing was signed"
 	default:
 		desc = "internal signer error"
 	}

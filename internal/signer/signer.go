@@ -8,6 +8,7 @@
 package signer
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -32,11 +33,22 @@ var (
 	ErrPersist = errors.New("failed to persist sign state")
 	// ErrMaxHeight marks a request above the configured max_height.
 	ErrMaxHeight = errors.New("height above max_height")
+	// ErrCluster marks a decision the cluster guard did not accept or
+	// could not be asked about; nothing was signed.
+	ErrCluster = errors.New("cluster guard unavailable")
 )
 
 // Store persists the state. Save must be durable when it returns nil.
 type Store interface {
 	Save(ctx context.Context, s signstate.State) error
+}
+
+// Cluster is the guard shared by several signer instances (package ha).
+type Cluster interface {
+	// Commit makes st the cluster's decision at its position unless one
+	// exists at or above it, and returns the decision in force (without
+	// signature) and the instance that made it.
+	Commit(ctx context.Context, st signstate.State) (signstate.State, string, error)
 }
 
 // Signed is what a signing request returns.
@@ -65,6 +77,9 @@ type Options struct {
 	// MaxHeight, if positive, is the last height signed (tmkms's
 	// max_height, for a planned halt or migration).
 	MaxHeight int64
+	// Cluster, if set, must accept each decision before it is signed
+	// (high availability); nil: this signer is the only one.
+	Cluster Cluster
 }
 
 // Signer signs for one chain with one key.
@@ -75,6 +90,7 @@ type Signer struct {
 	log     *slog.Logger
 	observe func(Event)
 	max     int64
+	cluster Cluster
 
 	mu          sync.Mutex
 	last        signstate.State // the guard: the last message signed
@@ -84,7 +100,7 @@ type Signer struct {
 // New returns a signer whose last signed state is last (as loaded from the
 // store).
 func New(key Key, chainID string, last signstate.State, store Store, opts Options) *Signer {
-	s := &Signer{key: key, chainID: chainID, store: store, log: opts.Log, observe: opts.Observe, last: last, max: opts.MaxHeight}
+	s := &Signer{key: key, chainID: chainID, store: store, log: opts.Log, observe: opts.Observe, last: last, max: opts.MaxHeight, cluster: opts.Cluster}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -191,14 +207,12 @@ func (s *Signer) signLocked(ctx context.Context, req signstate.Request, ts time.
 		return Signed{}, err
 	}
 	if verdict.Reuse {
-		// The stored signature may never have been acknowledged as
-		// persisted: persist it before it is released.
-		if err := s.persistLocked(ctx); err != nil {
-			return Signed{}, err
+		return s.reuseLocked(ctx, req, verdict, ts)
+	}
+	if s.cluster != nil {
+		if out, done, err := s.commitLocked(ctx, req, ts); done {
+			return out, err
 		}
-		s.log.Info("repeated request, returning the stored signature", "chain_id", s.chainID, "type", req.Step, "hrs", req.HRS,
-			"block", shortID(req.BlockID), "timestamp_changed", !verdict.Timestamp.Equal(ts))
-		return Signed{Signature: verdict.Signature, Timestamp: verdict.Timestamp, Reused: true}, nil
 	}
 	sig, err := s.key.Sign(req.SignBytes)
 	if err != nil {
@@ -217,6 +231,51 @@ func (s *Signer) signLocked(ctx context.Context, req signstate.Request, ts time.
 	s.log.Info("signed", "chain_id", s.chainID, "type", req.Step, "hrs", req.HRS, "block", shortID(req.BlockID),
 		"latency", time.Since(start).Round(time.Microsecond))
 	return Signed{Signature: sig, Timestamp: ts}, nil
+}
+
+func (s *Signer) reuseLocked(ctx context.Context, req signstate.Request, verdict signstate.Verdict, ts time.Time) (Signed, error) {
+	// The stored signature may never have been acknowledged as persisted:
+	// persist it before it is released.
+	if err := s.persistLocked(ctx); err != nil {
+		return Signed{}, err
+	}
+	s.log.Info("repeated request, returning the stored signature", "chain_id", s.chainID, "type", req.Step, "hrs", req.HRS,
+		"block", shortID(req.BlockID), "timestamp_changed", !verdict.Timestamp.Equal(ts))
+	return Signed{Signature: verdict.Signature, Timestamp: verdict.Timestamp, Reused: true}, nil
+}
+
+// commitLocked commits req as the cluster's decision before it is signed.
+// It reports done when the request has been answered here: the cluster
+// was unavailable (fail closed), or another instance won the position and
+// req is either the same message (answered with the same signature, which
+// ed25519 makes identical) or is refused.
+func (s *Signer) commitLocked(ctx context.Context, req signstate.Request, ts time.Time) (Signed, bool, error) {
+	cand := signstate.State{Height: req.Height, Round: req.Round, Step: req.Step, BlockID: req.BlockID, SignBytes: req.SignBytes}
+	won, instance, err := s.cluster.Commit(ctx, cand)
+	if err != nil {
+		s.log.Error("refused to sign: the decision could not be committed to the cluster", "chain_id", s.chainID, "hrs", req.HRS, "err", err)
+		return Signed{}, true, fmt.Errorf("%w: %w", ErrCluster, err)
+	}
+	if won.HRS() == req.HRS && bytes.Equal(won.SignBytes, req.SignBytes) {
+		return Signed{}, false, nil
+	}
+	// Another instance's decision is in force: it becomes this signer's
+	// guard too, with its signature, so that a repeat is answered from it.
+	if won.Signature, err = s.key.Sign(won.SignBytes); err != nil {
+		return Signed{}, true, fmt.Errorf("signer: failed to sign: %w", err)
+	}
+	if won.HRS().Compare(s.last.HRS()) > 0 {
+		s.last, s.unpersisted = won, true
+	}
+	verdict, err := signstate.Check(won, req)
+	if err != nil {
+		s.log.Error("refused to sign: another instance committed this position first", "chain_id", s.chainID, "type", req.Step,
+			"hrs", req.HRS, "block", shortID(req.BlockID), "winner", instance, "winner_hrs", won.HRS(), "err", err)
+		return Signed{}, true, err
+	}
+	s.log.Info("another instance committed the same message first", "chain_id", s.chainID, "hrs", req.HRS, "winner", instance)
+	out, err := s.reuseLocked(ctx, req, verdict, ts)
+	return out, true, err
 }
 
 // persistLocked saves s.last if it is not known to be durable yet.

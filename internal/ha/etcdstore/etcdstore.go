@@ -1,0 +1,235 @@
+// Package etcdstore is the host's side of high availability: it relays
+// the enclave's compare-and-swap of its decision record to an etcd
+// cluster, keeps this instance listed under a lease, and watches etcd's
+// health. It never interprets a record beyond logging its position: the
+// enclave authenticates what it is given (package ha).
+//
+// Keys, under the configured prefix:
+//
+//	<prefix><chain_id>/decision              the last committed decision
+//	<prefix><chain_id>/instances/<instance>  one per live instance (leased)
+package etcdstore
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
+)
+
+// ErrUnavailable marks an etcd that did not answer in time (unreachable,
+// or without quorum).
+var ErrUnavailable = errors.New("etcd unavailable")
+
+// Options configure Open.
+type Options struct {
+	Endpoints []string
+	TLS       *tls.Config
+	Prefix    string // ends with "/"
+	ChainID   string
+	Instance  string
+	LeaseTTL  time.Duration
+	Log       *slog.Logger
+	Metrics   *metrics.Metrics // optional
+	// CommitTimeout bounds one compare-and-swap; it must end before the
+	// enclave's own deadline so that the enclave gets an answer.
+	CommitTimeout time.Duration
+}
+
+// Store is an open connection to the cluster.
+type Store struct {
+	o        Options
+	cli      *clientv3.Client
+	decision string
+	members  string // instances prefix
+}
+
+// DefaultCommitTimeout leaves the enclave (2 s per state round trip) time
+// to hear the answer.
+const DefaultCommitTimeout = 1500 * time.Millisecond
+
+// Open connects to etcd. It does not wait for the cluster: Run reports its
+// health, and a commit without quorum fails.
+func Open(o Options) (*Store, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.CommitTimeout <= 0 {
+		o.CommitTimeout = DefaultCommitTimeout
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            o.Endpoints,
+		TLS:                  o.TLS,
+		DialTimeout:          5 * time.Second,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	base := o.Prefix + o.ChainID + "/"
+	return &Store{o: o, cli: cli, decision: base + "decision", members: base + "instances/"}, nil
+}
+
+// Close ends the connection; the instance's lease expires after its TTL.
+func (s *Store) Close() error { return s.cli.Close() }
+
+// CompareAndSwap implements the enclave's ha.Store in one linearizable
+// transaction: write record if the decision's revision is still rev,
+// else read it.
+func (s *Store) CompareAndSwap(ctx context.Context, rev int64, record []byte) (bool, []byte, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.o.CommitTimeout)
+	defer cancel()
+	start := time.Now()
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(s.decision), "=", rev)).
+		Then(clientv3.OpPut(s.decision, string(record))).
+		Else(clientv3.OpGet(s.decision)).
+		Commit()
+	latency := time.Since(start)
+	if err != nil {
+		s.observe(latency, metrics.CommitUnavailable, "")
+		s.o.Log.Error("could not commit the enclave's decision to etcd; it will not sign", "err", err)
+		return false, nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if resp.Succeeded {
+		_, inst, _ := ha.Peek(record)
+		s.observe(latency, metrics.CommitWon, inst)
+		return true, record, resp.Header.Revision, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		s.observe(latency, metrics.CommitStale, "")
+		return false, nil, 0, nil
+	}
+	cur := kvs[0]
+	hrs, inst, ok := ha.Peek(cur.Value)
+	mine, _, _ := ha.Peek(record)
+	if ok && hrs.Compare(mine) >= 0 && inst != s.o.Instance {
+		s.observe(latency, metrics.CommitLost, inst)
+		s.o.Log.Info("another instance committed this position first", "winner", inst, "winner_hrs", hrs, "ours", mine)
+	} else {
+		s.observe(latency, metrics.CommitStale, inst)
+	}
+	return false, cur.Value, cur.ModRevision, nil
+}
+
+func (s *Store) observe(latency time.Duration, result, decider string) {
+	if s.o.Metrics != nil {
+		s.o.Metrics.HACommit(latency, result, decider)
+	}
+}
+
+// Run keeps this instance listed under a lease and checks etcd's health
+// until ctx ends, logging changes: etcd losing or regaining quorum,
+// instances appearing and disappearing.
+func (s *Store) Run(ctx context.Context) {
+	period := max(s.o.LeaseTTL/3, time.Second)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var (
+		lease clientv3.LeaseID
+		up    = true
+		seen  []string
+	)
+	for {
+		var err error
+		lease, err = s.renew(ctx, lease)
+		var alive []string
+		if err == nil {
+			alive, err = s.alive(ctx)
+		}
+		switch {
+		case err != nil && ctx.Err() == nil:
+			if up {
+				s.o.Log.Error("etcd is unavailable: no signature will be released until it has quorum again", "err", err)
+			}
+			up = false
+			lease = 0
+		case err == nil:
+			if !up {
+				s.o.Log.Info("etcd is available again")
+			}
+			up = true
+			if !slices.Equal(alive, seen) {
+				s.o.Log.Info("signer instances alive", "instances", strings.Join(alive, ","), "count", len(alive))
+				seen = alive
+			}
+		}
+		if s.o.Metrics != nil {
+			s.o.Metrics.HAHealth(up, len(seen))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// renew keeps the instance key alive, granting a new lease when the old
+// one is gone (expired while etcd was unreachable).
+func (s *Store) renew(ctx context.Context, lease clientv3.LeaseID) (clientv3.LeaseID, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(s.o.LeaseTTL/3, time.Second))
+	defer cancel()
+	if lease != 0 {
+		if _, err := s.cli.KeepAliveOnce(ctx, lease); err == nil {
+			return lease, nil
+		}
+	}
+	g, err := s.cli.Grant(ctx, int64(max(s.o.LeaseTTL/time.Second, 1)))
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.cli.Put(ctx, s.members+s.o.Instance, time.Now().UTC().Format(time.RFC3339), clientv3.WithLease(g.ID)); err != nil {
+		return 0, err
+	}
+	return g.ID, nil
+}
+
+// alive lists the instances holding a lease, with a linearizable read (so
+// it fails without quorum).
+func (s *Store) alive(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(s.o.LeaseTTL/3, time.Second))
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.members, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, kv := range resp.Kvs {
+		names = append(names, strings.TrimPrefix(string(kv.Key), s.members))
+	}
+	return names, nil
+}
+
+// ClientTLS builds the TLS configuration of [ha]: the CA that verifies the
+// etcd servers and this instance's client certificate.
+func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("etcd CA: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("etcd CA: no PEM certificate in %s", caFile)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client certificate: %w", err)
+	}
+	return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}

@@ -1,0 +1,112 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+)
+
+// ErrUnavailable marks a commit whose outcome is unknown or that could not
+// be attempted (no quorum, no host, too much contention): nothing may be
+// signed.
+var ErrUnavailable = errors.New("cluster guard unavailable")
+
+// Store is the shared store as the enclave reaches it (through its host).
+type Store interface {
+	// CompareAndSwap writes record if the stored record's revision is
+	// still rev (0: there is none) and reports whether it did. Either way
+	// it returns the record stored afterwards and its revision (nil and 0
+	// when there is none).
+	CompareAndSwap(ctx context.Context, rev int64, record []byte) (swapped bool, current []byte, currentRev int64, err error)
+}
+
+// Guard commits one instance's decisions.
+type Guard struct {
+	store    Store
+	key      Key
+	instance string
+	log      *slog.Logger
+
+	mu   sync.Mutex
+	rev  int64         // revision of the record last seen; -1: unknown
+	high signstate.HRS // highest position seen committed
+}
+
+// NewGuard returns the guard of instance, whose records key authenticates.
+func NewGuard(store Store, key Key, instance string, log *slog.Logger) *Guard {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Guard{store: store, key: key, instance: instance, log: log, rev: -1}
+}
+
+// maxAttempts bounds the retries when other instances keep committing
+// positions below the one asked for; each retry follows a commit elsewhere.
+const maxAttempts = 8
+
+// Commit makes st the cluster's decision at its position, unless the
+// cluster already holds a decision at or above it, and returns the
+// decision in force and the instance that made it: st and this instance
+// when it won. st's signature, if any, never leaves the enclave.
+func (g *Guard) Commit(ctx context.Context, st signstate.State) (signstate.State, string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	rec, err := g.key.Seal(st, g.instance)
+	if err != nil {
+		return signstate.State{}, "", err
+	}
+	for range maxAttempts {
+		swapped, cur, rev, err := g.store.CompareAndSwap(ctx, g.rev, rec)
+		if err != nil {
+			// The write may or may not have landed; the next commit
+			// learns which from the store.
+			g.rev = -1
+			return signstate.State{}, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if swapped {
+			g.rev, g.high = rev, st.HRS()
+			return st, g.instance, nil
+		}
+		g.rev = rev
+		if cur == nil {
+			g.noteRollback(signstate.HRS{}, "")
+			continue
+		}
+		won, inst, err := g.key.Open(cur)
+		if err != nil {
+			g.rev = -1
+			return signstate.State{}, "", err
+		}
+		g.noteRollback(won.HRS(), inst)
+		g.high = maxHRS(g.high, won.HRS())
+		if won.HRS().Compare(st.HRS()) >= 0 {
+			return won, inst, nil
+		}
+	}
+	return signstate.State{}, "", fmt.Errorf("%w: the record kept changing under %d attempts", ErrUnavailable, maxAttempts)
+}
+
+// noteRollback logs a store that is behind what this guard saw committed:
+// its record was deleted or rolled back by someone with access to etcd.
+// Signing goes on (this instance's next commit restores a higher record,
+// and its local state keeps it from regressing), but the operator must
+// know: while the record was low, another instance could sign at a
+// position this one already committed.
+func (g *Guard) noteRollback(cur signstate.HRS, inst string) {
+	if cur.Compare(g.high) >= 0 {
+		return
+	}
+	g.log.Error("the cluster record is behind what this instance saw committed: it was deleted or rolled back in etcd",
+		"cluster", cur, "instance", inst, "seen", g.high)
+}
+
+func maxHRS(a, b signstate.HRS) signstate.HRS {
+	if a.Compare(b) >= 0 {
+		return a
+	}
+	return b
+}

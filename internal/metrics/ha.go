@@ -1,0 +1,103 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of a commit to the high-availability cluster, the values of
+// the result label of tmkms_ha_commits_total.
+const (
+	CommitWon         = "won"         // this instance's decision was written
+	CommitLost        = "lost"        // another instance had committed this position or a later one
+	CommitStale       = "stale"       // the enclave's view was out of date; it retries on the current record
+	CommitUnavailable = "unavailable" // etcd unreachable or without quorum; nothing was signed
+)
+
+// haMetrics exist only with an [ha] table.
+type haMetrics struct {
+	// tmkms_ha_commits_total{result}: compare-and-swap attempts of the
+	// enclave's decisions, by outcome (won, lost, stale, unavailable).
+	commits *prometheus.CounterVec
+	// tmkms_ha_commit_seconds: etcd round trip of one attempt.
+	latency prometheus.Histogram
+	// tmkms_ha_etcd_up: 1 while etcd answers linearizable reads, else 0.
+	etcdUp prometheus.Gauge
+	// tmkms_ha_instances_alive: signer instances holding a live lease.
+	alive prometheus.Gauge
+	// tmkms_ha_decision_instance{instance}: 1 for the instance whose
+	// decision is the cluster's latest as this helper saw it (the one
+	// signing), 0 for the others seen before.
+	decider *prometheus.GaugeVec
+	last    string
+}
+
+// EnableHA registers the high-availability metrics.
+func (m *Metrics) EnableHA() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ha != nil {
+		return
+	}
+	h := &haMetrics{
+		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tmkms_ha_commits_total",
+			Help: "Compare-and-swap attempts of the enclave's decisions in etcd, by result (won, lost, stale, unavailable).",
+		}, []string{"result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tmkms_ha_commit_seconds",
+			Help:    "Time of one compare-and-swap round trip to etcd.",
+			Buckets: latencyBuckets,
+		}),
+		etcdUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tmkms_ha_etcd_up",
+			Help: "1 while etcd answers linearizable reads (it has quorum), else 0.",
+		}),
+		alive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tmkms_ha_instances_alive",
+			Help: "Signer instances of this chain holding a live lease in etcd.",
+		}),
+		decider: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tmkms_ha_decision_instance",
+			Help: "1 for the instance that made the cluster's latest decision (the one signing), 0 for others seen.",
+		}, []string{"instance"}),
+	}
+	for _, r := range []string{CommitWon, CommitLost, CommitStale, CommitUnavailable} {
+		h.commits.WithLabelValues(r)
+	}
+	m.reg.MustRegister(h.commits, h.latency, h.etcdUp, h.alive, h.decider)
+	m.ha = h
+}
+
+// HACommit records one commit attempt and, when known, the instance whose
+// decision is now in force.
+func (m *Metrics) HACommit(latency time.Duration, result, decider string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.ha
+	if h == nil {
+		return
+	}
+	h.commits.WithLabelValues(result).Inc()
+	h.latency.Observe(max(latency, 0).Seconds())
+	if decider != "" && decider != h.last {
+		if h.last != "" {
+			h.decider.WithLabelValues(h.last).Set(0)
+		}
+		h.decider.WithLabelValues(decider).Set(1)
+		h.last = decider
+	}
+}
+
+// HAHealth records whether etcd has quorum and how many instances are
+// alive.
+func (m *Metrics) HAHealth(up bool, alive int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ha == nil {
+		return
+	}
+	m.ha.etcdUp.Set(b2f(up))
+	m.ha.alive.Set(float64(alive))
+}
