@@ -44,6 +44,17 @@ const (
 	defaultStatePath        = "state/priv_validator_state.json"
 )
 
+// [ha] defaults and bounds.
+const (
+	DefaultHAKeyPrefix = "/tmkms-nitro/"
+	DefaultHALeaseTTL  = 10 // seconds
+	MinHALeaseTTL      = 2
+	MaxHALeaseTTL      = 300
+	MaxHAEndpoints     = 16
+	MaxHAKeyPrefixLen  = 128
+	MaxHAInstanceLen   = 64
+)
+
 // Config is a parsed tmkms.toml. Field comments give the TOML key.
 type Config struct {
 	// address: the validator's privval listener, unix:///path or
@@ -101,6 +112,22 @@ type Config struct {
 	// lets anyone who can delete the file roll the guard back; we refuse
 	// unless this is set (for a brand-new validator).
 	AllowMissingState bool
+	// [ha] (ours, optional): high availability. Several signer instances
+	// (each a helper and an enclave with the same sealed key) commit every
+	// signing decision to one etcd cluster before releasing a signature.
+	// nil: no [ha] table, a single instance.
+	HA *HA
+}
+
+// HA is the [ha] table.
+type HA struct {
+	Endpoints []string // endpoints: etcd client URLs, https://host:port; 1 to 16 of them
+	CAFile    string   // ca_file: PEM CA certificates that verify the etcd servers
+	CertFile  string   // cert_file: PEM TLS client certificate
+	KeyFile   string   // key_file: PEM TLS client private key
+	KeyPrefix string   // key_prefix: etcd key prefix, default "/tmkms-nitro/"
+	LeaseTTL  int64    // lease_ttl: seconds an instance stays listed as alive without renewing; default 10, 2 to 300
+	Instance  string   // instance: this signer's name in records, logs and metrics; default the host name
 }
 
 // Credentials are static AWS credentials from the [credentials] table.
@@ -216,7 +243,11 @@ func (c *Config) resolvePaths(dir string) {
 	if dir == "" {
 		return
 	}
-	for _, p := range []*string{&c.SealedConsensusKeyPath, &c.SealedIDKeyPath, &c.StateFilePath} {
+	paths := []*string{&c.SealedConsensusKeyPath, &c.SealedIDKeyPath, &c.StateFilePath}
+	if c.HA != nil {
+		paths = append(paths, &c.HA.CAFile, &c.HA.CertFile, &c.HA.KeyFile)
+	}
+	for _, p := range paths {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ type file struct {
 	MetricsAddress         string           `toml:"metrics_address"`
 	LogFormat              string           `toml:"log_format"`
 	AllowMissingState      bool             `toml:"allow_missing_state"`
+	HA                     *fileHA          `toml:"ha"`
 }
 
 type fileCredentials struct {
@@ -40,6 +42,23 @@ type fileCredentials struct {
 	SecretKey    string `toml:"aws_secret_key"`
 	SessionToken string `toml:"aws_session_token"`
 }
+
+// fileHA is the [ha] table. The optional keys are pointers so that an
+// absent key takes its default while an explicit lease_ttl = 0 or
+// key_prefix = "" is refused rather than silently replaced.
+type fileHA struct {
+	Endpoints []string `toml:"endpoints"`
+	CAFile    string   `toml:"ca_file"`
+	CertFile  string   `toml:"cert_file"`
+	KeyFile   string   `toml:"key_file"`
+	KeyPrefix *string  `toml:"key_prefix"`
+	LeaseTTL  *int64   `toml:"lease_ttl"`
+	Instance  *string  `toml:"instance"`
+}
+
+// hostname names this signer when [ha] sets no instance; a variable so
+// tests can stand in for the host.
+var hostname = os.Hostname
 
 // keyType describes the value key expects, for type errors; ok is false
 // for unknown keys.
@@ -49,8 +68,13 @@ func keyType(key string) (want string, ok bool) {
 		return "a string, or a list of strings", true
 	case "chain_id", "sealed_consensus_key_path", "sealed_id_key_path",
 		"state_file_path", "aws_region", "credentials.aws_key_id", "credentials.aws_secret_key",
-		"credentials.aws_session_token", "kms_key_id", "protocol_version", "metrics_address", "log_format":
+		"credentials.aws_session_token", "kms_key_id", "protocol_version", "metrics_address", "log_format",
+		"ha.ca_file", "ha.cert_file", "ha.key_file", "ha.key_prefix", "ha.instance":
 		return "a string", true
+	case "ha.endpoints":
+		return "a list of strings (https://host:port)", true
+	case "ha.lease_ttl":
+		return "an integer number of seconds", true
 	case "enclave_config_cid", "enclave_config_port", "enclave_state_port", "enclave_tendermint_conn", "enclave_log_port":
 		return "an integer from 0 to 4294967295", true
 	case "max_height":
@@ -59,7 +83,7 @@ func keyType(key string) (want string, ok bool) {
 		return "an integer", true
 	case "allow_missing_state":
 		return "true or false", true
-	case "credentials":
+	case "credentials", "ha":
 		return "a table", true
 	}
 	return "", false
@@ -73,7 +97,8 @@ func knownKeys() []string {
 		"enclave_tendermint_conn", "enclave_log_port", "aws_region", "credentials",
 		"credentials.aws_key_id", "credentials.aws_secret_key", "credentials.aws_session_token",
 		"kms_key_id", "protocol_version", "max_message_size", "metrics_address", "log_format",
-		"allow_missing_state",
+		"allow_missing_state", "ha", "ha.endpoints", "ha.ca_file", "ha.cert_file", "ha.key_file",
+		"ha.key_prefix", "ha.lease_ttl", "ha.instance",
 	}
 }
 
@@ -153,7 +178,32 @@ func (f *file) config(maxHeight int64) *Config {
 	if f.Credentials != nil {
 		c.Credentials = &Credentials{f.Credentials.KeyID, f.Credentials.SecretKey, f.Credentials.SessionToken}
 	}
+	if f.HA != nil {
+		c.HA = f.HA.config()
+	}
 	return c
+}
+
+// config fills in the defaults. A host name that is no valid instance
+// name is kept as is: Validate then asks for instance, naming the host
+// name, instead of decoding inventing one.
+func (f *fileHA) config() *HA {
+	h := &HA{
+		Endpoints: f.Endpoints, CAFile: f.CAFile, CertFile: f.CertFile, KeyFile: f.KeyFile,
+		KeyPrefix: DefaultHAKeyPrefix, LeaseTTL: DefaultHALeaseTTL,
+	}
+	if f.KeyPrefix != nil {
+		h.KeyPrefix = *f.KeyPrefix
+	}
+	if f.LeaseTTL != nil {
+		h.LeaseTTL = *f.LeaseTTL
+	}
+	if f.Instance != nil {
+		h.Instance = *f.Instance
+	} else if name, err := hostname(); err == nil {
+		h.Instance = name
+	}
+	return h
 }
 
 // maxHeight converts max_height, absent (nil) meaning no limit.
@@ -234,10 +284,10 @@ func precheck(data []byte) error {
 		if _, ok := keyType(k); !ok {
 			unknown = append(unknown, k)
 		}
-		if creds, ok := v.(map[string]any); ok && k == "credentials" {
-			for ck := range creds {
-				if _, ok := keyType("credentials." + ck); !ok {
-					unknown = append(unknown, "credentials."+ck)
+		if table, ok := v.(map[string]any); ok && (k == "credentials" || k == "ha") {
+			for tk := range table {
+				if _, ok := keyType(k + "." + tk); !ok {
+					unknown = append(unknown, k+"."+tk)
 				}
 			}
 		}

@@ -21,6 +21,8 @@ func FuzzLoad(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(minimal + "[credentials]\naws_key_id = 'a'\naws_secret_key = 'b'\n"))
+	f.Add([]byte(withHA()))
+	f.Add([]byte(withHA("-key_prefix", "-lease_ttl", "-instance")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, "/base")
 		if err != nil {

@@ -9,7 +9,8 @@ import (
 // Marshal returns c as a commented tmkms.toml that Parse reads back to an
 // equal Config. It refuses an invalid c, so init never writes a file start
 // would reject. Credentials, when set, are written in clear: the caller
-// must create the file with mode 0600.
+// must create the file with mode 0600. An [ha] instance equal to the host
+// name is left unset, so a file copied to another host names that host.
 func Marshal(c *Config) ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config: refusing to write an invalid configuration: %w", err)
@@ -21,11 +22,7 @@ func Marshal(c *Config) ([]byte, error) {
 	w.comment("The validator's privval listener: unix:///path, or tcp://[node_id@]host:port for a remote node")
 	w.comment("(node_id pins its SecretConnection key). Must match priv_validator_laddr in the node's config.toml.")
 	if len(c.Addresses) > 1 {
-		quoted := make([]string, len(c.Addresses))
-		for i, a := range c.Addresses {
-			quoted[i] = quote(a)
-		}
-		w.line("address = [%s]", strings.Join(quoted, ", "))
+		w.list("address", c.Addresses)
 	} else {
 		w.str("address", c.Address)
 	}
@@ -68,6 +65,7 @@ func Marshal(c *Config) ([]byte, error) {
 	w.comment("Log output: text or json.")
 	w.str("log_format", c.LogFormat)
 	w.credentials(c.Credentials)
+	w.ha(c.HA)
 	return []byte(w.b.String()), nil
 }
 
@@ -77,6 +75,14 @@ func (w *writer) line(format string, args ...any) { fmt.Fprintf(&w.b, format+"\n
 func (w *writer) comment(s string)                { w.line("# %s", s) }
 func (w *writer) blank()                          { w.b.WriteString("\n") }
 func (w *writer) str(key, v string)               { w.line("%s = %s", key, quote(v)) }
+
+func (w *writer) list(key string, vs []string) {
+	quoted := make([]string, len(vs))
+	for i, v := range vs {
+		quoted[i] = quote(v)
+	}
+	w.line("%s = [%s]", key, strings.Join(quoted, ", "))
+}
 
 // optStr writes key if set, else a commented-out example.
 func (w *writer) optStr(key, v, example string) {
@@ -102,6 +108,34 @@ func (w *writer) credentials(c *Credentials) {
 	w.str("aws_secret_key", c.SecretKey)
 	if c.SessionToken != "" {
 		w.str("aws_session_token", c.SessionToken)
+	}
+}
+
+// ha writes the [ha] table; nothing when h is nil, so a single-instance
+// file reads as it always did.
+func (w *writer) ha(h *HA) {
+	if h == nil {
+		return
+	}
+	w.blank()
+	w.comment("High availability: instances sharing the sealed key commit every signing decision to this")
+	w.comment("etcd cluster before releasing the signature, so no two of them sign conflicting votes.")
+	w.line("[ha]")
+	w.comment("etcd client URLs, https:// only: the records they hold decide what the validator signs.")
+	w.list("endpoints", h.Endpoints)
+	w.comment("Mutual TLS: the CA that verifies the etcd servers, and this signer's client certificate and key.")
+	w.str("ca_file", h.CAFile)
+	w.str("cert_file", h.CertFile)
+	w.str("key_file", h.KeyFile)
+	w.comment("Prefix of every etcd key used; validators sharing one cluster need different prefixes.")
+	w.str("key_prefix", h.KeyPrefix)
+	w.comment(fmt.Sprintf("Seconds an instance stays listed as alive without renewing its lease (%d to %d).", MinHALeaseTTL, MaxHALeaseTTL))
+	w.line("lease_ttl = %d", h.LeaseTTL)
+	w.comment("This signer's name in records, logs and metrics, unique among the instances. Unset: the host name.")
+	if host, err := hostname(); err == nil && host == h.Instance {
+		w.comment("instance = " + quote(h.Instance))
+	} else {
+		w.str("instance", h.Instance)
 	}
 }
 

@@ -27,10 +27,28 @@ func fullConfig() *Config {
 	return c
 }
 
+// haConfig is a signer of a high-availability set: [ha] with every key.
+func haConfig() *Config {
+	c := Default("us-east-1")
+	c.HA = &HA{
+		Endpoints: []string{"https://etcd-1.internal:2379", "https://etcd-2.internal:2379", "https://[fd00::3]:2379"},
+		CAFile:    "/etc/tmkms/etcd/ca.pem",
+		CertFile:  "etcd/signer-a.pem",
+		KeyFile:   "etcd/signer-a-key.pem",
+		KeyPrefix: DefaultHAKeyPrefix,
+		LeaseTTL:  DefaultHALeaseTTL,
+		Instance:  "signer-a",
+	}
+	return c
+}
+
 func TestMarshalGolden(t *testing.T) {
+	stubHostname(t, "golden-host") // [ha] instance is written unless it is the host name
 	withKey := Default("ap-southeast-1")
 	withKey.KMSKeyID = "alias/tmkms"
-	for name, c := range map[string]*Config{"default": Default("ap-southeast-1"), "init": withKey, "full": fullConfig()} {
+	for name, c := range map[string]*Config{
+		"default": Default("ap-southeast-1"), "init": withKey, "full": fullConfig(), "ha": haConfig(),
+	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := Marshal(c)
 			if err != nil {

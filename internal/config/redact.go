@@ -44,6 +44,14 @@ func (c Credentials) MarshalJSON() ([]byte, error) {
 	})
 }
 
+// String prints the [ha] settings. HA holds no secret (key_file is a
+// path, not the key); without String, Config's output would show the
+// table as a pointer address.
+func (h HA) String() string {
+	type plain HA
+	return fmt.Sprintf("%+v", plain(h))
+}
+
 // String prints every setting, with credentials redacted.
 func (c Config) String() string {
 	type plain Config

@@ -53,6 +53,32 @@ func TestConfigRedacted(t *testing.T) {
 	}
 }
 
+// TestHAFormatted checks that [ha] prints as settings, not as a pointer,
+// key_file included: it is a path, not the key.
+func TestHAFormatted(t *testing.T) {
+	c := withCredentials()
+	c.HA = haConfig().HA
+	for name, v := range map[string]any{"*Config": c, "Config": *c, "*HA": c.HA} {
+		var out strings.Builder
+		fmt.Fprintf(&out, "%v %+v %#v %s", v, v, v, v)
+		slog.New(slog.NewTextHandler(&out, nil)).Info("loaded", "config", v)
+		j, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out.Write(j)
+		assertNoSecret(t, name, out.String())
+		for _, want := range []string{"https://etcd-1.internal:2379", "etcd/signer-a-key.pem", "signer-a"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%s: %q not shown:\n%s", name, want, out.String())
+			}
+		}
+		if strings.Contains(out.String(), "HA:0x") {
+			t.Errorf("%s: [ha] shown as a pointer:\n%s", name, out.String())
+		}
+	}
+}
+
 // TestErrorsRedacted feeds broken credentials and checks that no error
 // quotes the secret.
 func TestErrorsRedacted(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode"
@@ -42,6 +43,7 @@ func (c *Config) Validate() error {
 		"must be from %d to %d bytes, got %d", MinMaxMessageSize, MaxMaxMessageSize, c.MaxMessageSize)
 	v.metrics(c.MetricsAddress)
 	v.check("log_format", c.LogFormat == "text" || c.LogFormat == "json", "%q is neither text nor json", c.LogFormat)
+	v.ha(c.HA)
 	return errors.Join(v.errs...)
 }
 
@@ -130,6 +132,108 @@ func (v *validator) metrics(addr string) {
 	}
 	_, port, err := net.SplitHostPort(addr)
 	v.check("metrics_address", err == nil && validPort(port), "%q is not host:port (e.g. 127.0.0.1:9100)", addr)
+}
+
+// ha checks the optional [ha] table.
+func (v *validator) ha(h *HA) {
+	if h == nil {
+		return
+	}
+	v.check("ha.endpoints", len(h.Endpoints) >= 1 && len(h.Endpoints) <= MaxHAEndpoints,
+		"lists %d etcd client URLs, want 1 to %d", len(h.Endpoints), MaxHAEndpoints)
+	seen := map[string]bool{}
+	for i, e := range h.Endpoints {
+		hostport := v.endpoint(i, e)
+		if hostport == "" {
+			continue
+		}
+		v.check("ha.endpoints", !seen[hostport], "%q is listed more than once", e)
+		seen[hostport] = true
+	}
+	// etcd is reached over mutual TLS only: there is no setting without
+	// a client certificate to fall back to.
+	v.path("ha.ca_file", h.CAFile, true)
+	v.path("ha.cert_file", h.CertFile, true)
+	v.path("ha.key_file", h.KeyFile, true)
+	v.keyPrefix(h.KeyPrefix)
+	// Under 2 s a garbage-collection pause or a network blip drops a live
+	// instance; over 5 min a dead one stays listed as alive for minutes.
+	v.check("ha.lease_ttl", h.LeaseTTL >= MinHALeaseTTL && h.LeaseTTL <= MaxHALeaseTTL,
+		"must be from %d to %d seconds, got %d", MinHALeaseTTL, MaxHALeaseTTL, h.LeaseTTL)
+	v.instance(h.Instance)
+}
+
+// endpoint checks the i-th etcd client URL and returns its host and port
+// normalised, to spot the same server listed twice; "" when e is invalid.
+func (v *validator) endpoint(i int, e string) string {
+	const want = "want https://host:port"
+	show := strconv.Quote(e)
+	if strings.Contains(e, "@") {
+		show = fmt.Sprintf("endpoint %d", i+1) // user info may hold a password
+	}
+	u, err := url.Parse(e)
+	switch {
+	case !strings.Contains(e, "://"):
+		v.check("ha.endpoints", false, "%s has no scheme; %s", show, want)
+	case err != nil:
+		v.check("ha.endpoints", false, "%s is not a URL; %s", show, want)
+	case u.Scheme == "http":
+		v.check("ha.endpoints", false, "%s: etcd must be reached over TLS (https://): "+
+			"the records it holds decide what the validator signs", show)
+	case u.Scheme != "https":
+		v.check("ha.endpoints", false, "%s: scheme %q is not supported; %s", show, u.Scheme, want)
+	case u.User != nil:
+		v.check("ha.endpoints", false, "%s must not carry user info: etcd knows this signer by its client certificate", show)
+	case u.Path != "" && u.Path != "/" || strings.ContainsAny(e, "?#"):
+		v.check("ha.endpoints", false, "%s has a path, query or fragment; %s", show, want)
+	default:
+		host, port, err := net.SplitHostPort(u.Host)
+		if err != nil || host == "" || !validPort(port) {
+			v.check("ha.endpoints", false, "%s is not https://host:port with a port from 1 to 65535", show)
+			return ""
+		}
+		n, _ := strconv.ParseUint(port, 10, 16)
+		return net.JoinHostPort(strings.ToLower(host), strconv.FormatUint(n, 10))
+	}
+	return ""
+}
+
+// keyPrefix checks key_prefix. The closing / keeps one deployment's
+// prefix from being the start of another's (/tmkms would also cover
+// /tmkms-test/), and the narrow alphabet lets it go unquoted into etcdctl
+// role grants and log lines.
+func (v *validator) keyPrefix(p string) {
+	v.check("ha.key_prefix", strings.HasPrefix(p, "/") && strings.HasSuffix(p, "/"),
+		"%q must start and end with / (e.g. %s)", p, DefaultHAKeyPrefix)
+	v.check("ha.key_prefix", len(p) <= MaxHAKeyPrefixLen, "is %d bytes, at most %d are allowed", len(p), MaxHAKeyPrefixLen)
+	v.check("ha.key_prefix", !strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r > '~' }),
+		"%q must be printable ASCII without spaces", p)
+}
+
+// instance checks the instance name. It goes into etcd records, log
+// lines and metric labels, hence the narrow alphabet.
+func (v *validator) instance(name string) {
+	if validInstance(name) {
+		return
+	}
+	want := fmt.Sprintf("1 to %d of A-Z a-z 0-9 . _ -", MaxHAInstanceLen)
+	const set = "set instance to a name unique to this signer"
+	switch host, _ := hostname(); {
+	case name == "" && host != "":
+		v.check("ha.instance", false, "must not be empty (remove it to use the host name)")
+	case name == "":
+		v.check("ha.instance", false, "is empty and the host name is unavailable; "+set)
+	case name == host:
+		v.check("ha.instance", false, "the host name %q (the default) is not %s; "+set, name, want)
+	default:
+		v.check("ha.instance", false, "%q is not %s", name, want)
+	}
+}
+
+func validInstance(s string) bool {
+	return len(s) >= 1 && len(s) <= MaxHAInstanceLen && !strings.ContainsFunc(s, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '_' || r == '-')
+	})
 }
 
 func validPort(s string) bool {
