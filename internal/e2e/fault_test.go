@@ -170,15 +170,20 @@ func (d *faultDriver) signUntilDone(h int64, step signstate.Step, alt byte, ts t
 // sign sends one request and checks the answer against everything
 // released before.
 func (d *faultDriver) sign(h int64, step signstate.Step, alt byte, ts time.Time) error {
+	return d.signOn(d.client, d.statePath, h, step, alt, ts)
+}
+
+// signOn is sign through one of several clients, the one of the instance
+// whose state file is statePath. It is safe for concurrent use.
+func (d *faultDriver) signOn(client *cmtprivval.SignerClient, statePath string, h int64, step signstate.Step, alt byte, ts time.Time) error {
 	hrs := signstate.HRS{Height: h, Round: 0, Step: step}
-	var sig, sb []byte
 	var err error
 	if step == signstate.StepPropose {
 		p := &cmtproto.Proposal{Type: types.ProposalType, Height: h, PolRound: -1, BlockID: faultBlock(h, alt), Timestamp: ts}
-		if err = d.client.SignProposal(d.chain, p); err == nil {
-			sig, sb = p.Signature, types.ProposalSignBytes(d.chain, p)
+		if err = client.SignProposal(d.chain, p); err == nil {
+			sig, sb := p.Signature, types.ProposalSignBytes(d.chain, p)
 			p.Timestamp = time.Time{}
-			d.check(hrs, sig, sb, types.ProposalSignBytes(d.chain, p))
+			d.check(hrs, sig, sb, types.ProposalSignBytes(d.chain, p), statePath)
 		}
 	} else {
 		typ := types.PrevoteType
@@ -186,13 +191,15 @@ func (d *faultDriver) sign(h int64, step signstate.Step, alt byte, ts time.Time)
 			typ = types.PrecommitType
 		}
 		v := &cmtproto.Vote{Type: typ, Height: h, BlockID: faultBlock(h, alt), Timestamp: ts, ValidatorAddress: d.pk.Address()}
-		if err = d.client.SignVote(d.chain, v, true); err == nil {
-			sig, sb = v.Signature, types.VoteSignBytes(d.chain, v)
+		if err = client.SignVote(d.chain, v, true); err == nil {
+			sig, sb := v.Signature, types.VoteSignBytes(d.chain, v)
 			v.Timestamp = time.Time{}
-			d.check(hrs, sig, sb, types.VoteSignBytes(d.chain, v))
+			d.check(hrs, sig, sb, types.VoteSignBytes(d.chain, v), statePath)
 		}
 	}
 	var rse *cmtprivval.RemoteSignerError
+	d.stats.mu.Lock()
+	defer d.stats.mu.Unlock()
 	switch {
 	case err == nil:
 	case errors.As(err, &rse) && rse.Code == 2:
@@ -203,21 +210,24 @@ func (d *faultDriver) sign(h int64, step signstate.Step, alt byte, ts time.Time)
 	return err
 }
 
-func (d *faultDriver) check(hrs signstate.HRS, sig, sb, noTime []byte) {
+func (d *faultDriver) check(hrs signstate.HRS, sig, sb, noTime []byte, statePath string) {
 	if !d.pk.VerifySignature(sb, sig) {
 		d.stats.violate("invalid signature at %s", hrs)
 	}
-	if prev, ok := d.released[hrs]; ok {
-		if !bytes.Equal(prev, noTime) {
-			d.stats.violate("DOUBLE SIGN at %s: two different payloads released", hrs)
-		} else {
-			d.stats.duplicatesOK++
-		}
-	} else {
+	d.stats.mu.Lock()
+	prev, ok := d.released[hrs]
+	switch {
+	case !ok:
 		d.released[hrs] = noTime
 		d.stats.signatures++
+	case bytes.Equal(prev, noTime):
+		d.stats.duplicatesOK++
 	}
-	st, err := signstate.Peek(d.statePath)
+	d.stats.mu.Unlock()
+	if ok && !bytes.Equal(prev, noTime) {
+		d.stats.violate("DOUBLE SIGN at %s: two different payloads released", hrs)
+	}
+	st, err := signstate.Peek(statePath)
 	if err != nil {
 		d.stats.violate("state file unreadable after a signature at %s: %v", hrs, err)
 	} else if st.HRS().Compare(hrs) < 0 {

@@ -151,9 +151,10 @@ type CommitDecision struct {
 	Revision int64  `cbor:"revision"`
 }
 
-// CommitResult answers CommitDecision: whether Record was written, and the
-// record stored afterwards with its revision (Current empty and Revision 0
-// when none is). The enclave authenticates Current itself.
+// CommitResult answers CommitDecision: whether Record was written (then
+// Revision is its revision and Current is empty), or else the record stored
+// and its revision (Current empty and Revision 0 when none is). The
+// enclave authenticates Current itself.
 type CommitResult struct {
 	Committed bool   `cbor:"committed"`
 	Current   []byte `cbor:"current"`

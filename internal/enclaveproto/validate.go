@@ -99,7 +99,7 @@ func (c *CommitDecision) validate() error {
 }
 
 func (c *CommitResult) validate() error {
-	if c.Revision < 0 || c.Committed && c.Revision == 0 || len(c.Current) == 0 && c.Revision != 0 {
+	if c.Revision < 0 || c.Committed && (c.Revision == 0 || len(c.Current) != 0) || !c.Committed && len(c.Current) == 0 && c.Revision != 0 {
 		return invalid("commit result with revision %d and a %d-byte record", c.Revision, len(c.Current))
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdstore"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
@@ -82,8 +83,19 @@ func Run(ctx context.Context, o Options) error {
 		go func() { errc <- f(ctx, ln) }()
 		return nil
 	}
+	cluster, err := openCluster(ctx, cfg, m, o.Log)
+	if err != nil {
+		return err
+	}
+	if cluster != nil {
+		defer cluster.Close()
+	}
+	stateServer := &StateServer{File: state, Log: o.Log, Metrics: m}
+	if cluster != nil {
+		stateServer.Cluster = cluster
+	}
 	errs := []error{
-		serve("state", cfg.EnclaveStatePort, (&StateServer{File: state, Log: o.Log, Metrics: m}).Serve),
+		serve("state", cfg.EnclaveStatePort, stateServer.Serve),
 		serve("log", cfg.EnclaveLogPort, (&LogSink{Log: o.Log, Metrics: m}).Serve),
 	}
 	// Node i is bridged on the port after node i-1's, as the enclave dials.
@@ -119,6 +131,30 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
+// openCluster connects to etcd when the configuration has an [ha] table
+// and keeps this instance's lease and health check running until ctx ends.
+func openCluster(ctx context.Context, cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (*etcdstore.Store, error) {
+	h := cfg.HA
+	if h == nil {
+		return nil, nil
+	}
+	tlsc, err := etcdstore.ClientTLS(h.CAFile, h.CertFile, h.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("[ha]: %w", err)
+	}
+	m.EnableHA()
+	st, err := etcdstore.Open(etcdstore.Options{
+		Endpoints: h.Endpoints, TLS: tlsc, Prefix: h.KeyPrefix, ChainID: cfg.ChainID, Instance: h.Instance,
+		LeaseTTL: time.Duration(h.LeaseTTL) * time.Second, Log: log.With("ha_instance", h.Instance), Metrics: m,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("[ha]: %w", err)
+	}
+	go st.Run(ctx)
+	log.Info("high availability: every decision is committed to etcd before it is signed", "instance", h.Instance, "endpoints", h.Endpoints)
+	return st, nil
+}
+
 type sealedKeys struct{ consensus, identity []byte }
 
 func readSealed(cfg *config.Config, tcp bool) (sealedKeys, error) {
@@ -146,6 +182,10 @@ func configureRequest(ctx context.Context, cfg *config.Config, sealed sealedKeys
 	if c.CanExpire {
 		expires = c.Expires
 	}
+	var instance string
+	if cfg.HA != nil {
+		instance = cfg.HA.Instance
+	}
 	return &enclaveproto.Configure{
 		ChainID:            cfg.ChainID,
 		Address:            cfg.Address,
@@ -161,6 +201,7 @@ func configureRequest(ctx context.Context, cfg *config.Config, sealed sealedKeys
 		StatePort:          cfg.EnclaveStatePort,
 		ValidatorPort:      cfg.EnclaveTendermintConn,
 		LogPort:            cfg.EnclaveLogPort,
+		HAInstance:         instance,
 	}, expires, nil
 }
 

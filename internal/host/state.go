@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
@@ -22,6 +23,9 @@ type StateServer struct {
 	File    *signstate.File
 	Log     *slog.Logger
 	Metrics *metrics.Metrics // optional
+	// Cluster relays the enclave's decisions to etcd (high availability);
+	// nil refuses them.
+	Cluster ha.Store
 }
 
 // Serve accepts enclave connections until ctx ends. One enclave is served
@@ -49,11 +53,16 @@ func (s *StateServer) serveConn(ctx context.Context, nc net.Conn) error {
 		if err != nil {
 			return err
 		}
-		p, ok := m.(*enclaveproto.PersistState)
-		if !ok {
+		var resp enclaveproto.Message
+		switch m := m.(type) {
+		case *enclaveproto.PersistState:
+			resp = s.persist(ctx, m)
+		case *enclaveproto.CommitDecision:
+			resp = s.commit(ctx, m)
+		default:
 			return fmt.Errorf("%w: %s on the state channel", enclaveproto.ErrUnexpectedType, m.Type())
 		}
-		if err := c.Send(ctx, s.persist(ctx, p), id); err != nil {
+		if err := c.Send(ctx, resp, id); err != nil {
 			return err
 		}
 	}
@@ -79,6 +88,22 @@ func (s *StateServer) persist(ctx context.Context, p *enclaveproto.PersistState)
 		return &enclaveproto.Error{Code: code, Message: err.Error()}
 	}
 	return &enclaveproto.StateAck{}
+}
+
+// commit relays a decision to the cluster; the answer is CommitResult or
+// an Error on which the enclave signs nothing.
+func (s *StateServer) commit(ctx context.Context, d *enclaveproto.CommitDecision) enclaveproto.Message {
+	if s.Cluster == nil {
+		return &enclaveproto.Error{Code: enclaveproto.CodeBadRequest, Message: "high availability is not configured on this host (no [ha] table)"}
+	}
+	ok, cur, rev, err := s.Cluster.CompareAndSwap(ctx, d.Revision, d.Record)
+	if err != nil {
+		return &enclaveproto.Error{Code: enclaveproto.CodeClusterDown, Message: err.Error()}
+	}
+	if ok {
+		cur = nil // the enclave knows what it wrote
+	}
+	return &enclaveproto.CommitResult{Committed: ok, Current: cur, Revision: rev}
 }
 
 // serveOne accepts connections and serves the newest one, closing the
