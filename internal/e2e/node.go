@@ -162,7 +162,7 @@ func editGenesis(t testing.TB, path string, cfg NodeConfig) string {
 // Start runs the node until the test ends (or Stop).
 func (n *Node) Start(t testing.TB, bin string) {
 	t.Helper()
-	logf, err := os.Create(filepath.Join(n.Home, "node.log"))
+	logf, err := os.OpenFile(filepath.Join(n.Home, "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func (r *remoteStore) CompareAndSwap(ctx context.Context, rev int64, record []by
 }
 
 // call sends one request on the state channel and returns the host's
-// answer, which may be an Error.
+// answer; an Error answer is returned as the error.
 func (r *remoteStore) call(ctx context.Context, m enclaveproto.Message) (enclaveproto.Message, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -123,8 +123,9 @@ func (r *remoteStore) call(ctx context.Context, m enclaveproto.Message) (enclave
 			}
 		}
 		resp, err := r.conn.Call(ctx, m)
-		if err == nil {
-			return resp, nil
+		var refused *enclaveproto.Error
+		if err == nil || errors.As(err, &refused) {
+			return resp, err // the host answered: the channel works
 		}
 		r.conn.Close()
 		r.conn = nil
