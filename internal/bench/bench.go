@@ -40,10 +40,14 @@ const (
 	FilePV Config = iota // (a) CometBFT FilePV + SignerServer
 	Core                 // (b) our signer core
 	Stack                // (c) the full local stack
+	HA                   // (d) the full local stack with [ha] on a local etcd cluster
 )
 
 // AllConfigs returns the configurations in the order they are reported.
-func AllConfigs() []Config { return []Config{FilePV, Core, Stack} }
+func AllConfigs() []Config { return []Config{FilePV, Core, Stack, HA} }
+
+// NeedsEnclave reports whether the configuration runs the enclave program.
+func (c Config) NeedsEnclave() bool { return c == Stack || c == HA }
 
 var configInfo = [...]struct{ letter, id, name, durability string }{
 	FilePV: {"a", "filepv", "CometBFT FilePV + SignerServer",
@@ -52,12 +56,14 @@ var configInfo = [...]struct{ letter, id, name, durability string }{
 		"fdatasync per signature: the 1 KiB double-slot state record overwritten in place"},
 	Stack: {"c", "stack", "local stack (helper + enclave process, local start)",
 		"the enclave sends each state record to the helper, which writes it with fdatasync before acknowledging; the enclave releases the signature only then"},
+	HA: {"d", "ha", "local stack with high availability (3-member etcd on loopback, in the bench process)",
+		"as (c), after the decision is committed by a compare-and-swap to a 3-member etcd cluster (each member fsyncs its Raft log) through the helper"},
 }
 
-// Letter is "a", "b" or "c".
+// Letter is "a", "b", "c" or "d".
 func (c Config) Letter() string { return configInfo[c].letter }
 
-// ID is "filepv", "core" or "stack".
+// ID is "filepv", "core", "stack" or "ha".
 func (c Config) ID() string { return configInfo[c].id }
 
 // Name describes the configuration.
@@ -69,7 +75,7 @@ func (c Config) Durability() string { return configInfo[c].durability }
 func (c Config) String() string { return "(" + c.Letter() + ") " + c.ID() }
 
 // ParseConfigs parses a comma-separated list of configurations, each named
-// by letter (a, b, c) or id (filepv, core, stack).
+// by letter (a, b, c, d) or id (filepv, core, stack, ha).
 func ParseConfigs(s string) ([]Config, error) {
 	var out []Config
 	seen := map[Config]bool{}
@@ -77,7 +83,7 @@ func ParseConfigs(s string) ([]Config, error) {
 		f = strings.ToLower(strings.TrimSpace(f))
 		c, ok := lookupConfig(f)
 		if !ok {
-			return nil, fmt.Errorf("bench: unknown configuration %q (want a|filepv, b|core, c|stack)", f)
+			return nil, fmt.Errorf("bench: unknown configuration %q (want a|filepv, b|core, c|stack, d|ha)", f)
 		}
 		if !seen[c] {
 			seen[c] = true
@@ -105,7 +111,7 @@ type Options struct {
 	// system's). Its filesystem decides what a durable write costs.
 	Dir  string
 	Keep bool // keep the temporary directory
-	// Enclave is the tmkms-nitro-enclave program; needed for Stack.
+	// Enclave is the tmkms-nitro-enclave program; needed for Stack and HA.
 	Enclave string
 	// ChunkHeights is how many heights a configuration signs before the
 	// next one takes its turn (default 10).
@@ -276,7 +282,9 @@ func start(ctx context.Context, c Config, dir string, o Options) (*subject, erro
 	case Core:
 		return startCore(ctx, dir, o.Log)
 	case Stack:
-		return startStack(ctx, dir, o)
+		return startStack(ctx, dir, o, nil)
+	case HA:
+		return startHA(ctx, dir, o)
 	}
 	return nil, fmt.Errorf("unknown configuration %d", c)
 }

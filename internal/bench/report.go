@@ -76,7 +76,7 @@ func newReport(env Environment, o Options, subjects []*subject) *Report {
 		res := s.result()
 		byConfig[s.cfg] = res
 		r.Results = append(r.Results, res)
-		if s.stack != nil {
+		if s.cfg == Stack {
 			r.Stack = s.stack.info()
 		}
 	}
@@ -84,6 +84,13 @@ func newReport(env Environment, o Options, subjects []*subject) *Report {
 	for _, c := range []Config{Core, Stack} {
 		if res, has := byConfig[c]; ok && has {
 			r.Ratios = append(r.Ratios, compare(res, base))
+		}
+	}
+	// What high availability adds: the etcd round trip, against the same
+	// stack without it.
+	if res, has := byConfig[HA]; has {
+		if st, ok := byConfig[Stack]; ok {
+			r.Ratios = append(r.Ratios, compare(res, st))
 		}
 	}
 	r.Targets = targets(r)

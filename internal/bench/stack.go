@@ -15,6 +15,7 @@ import (
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdlocal"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
 )
 
@@ -38,7 +39,9 @@ type stackRun struct {
 // (localmode.Init and Start, in process as `demo` runs them), with the
 // node side listening where tmkms.toml's address points. The first
 // signature, a proposal at height 1, is timed from the start of Start.
-func startStack(ctx context.Context, dir string, o Options) (*subject, error) {
+// With ha, the subject is configuration (d): tmkms.toml gets an [ha] table
+// for that cluster.
+func startStack(ctx context.Context, dir string, o Options, ha *etcdlocal.Cluster) (*subject, error) {
 	if o.Enclave == "" {
 		return nil, localmode.ErrNoEnclaveBinary
 	}
@@ -48,6 +51,13 @@ func startStack(ctx context.Context, dir string, o Options) (*subject, error) {
 	statePath, err := initStack(ctx, home, addr, o)
 	if err != nil {
 		return nil, err
+	}
+	cfg := Stack
+	if ha != nil {
+		cfg = HA
+		if err := appendHA(filepath.Join(home, "tmkms.toml"), ha); err != nil {
+			return nil, err
+		}
 	}
 	n, err := listenNode(sock, chainID)
 	if err != nil {
@@ -71,7 +81,35 @@ func startStack(ctx context.Context, dir string, o Options) (*subject, error) {
 		stop()
 		return nil, err
 	}
-	return &subject{cfg: Stack, node: n, next: 2, stack: st, stop: stop, readState: nativeState(statePath)}, nil
+	return &subject{cfg: cfg, node: n, next: 2, stack: st, stop: stop, readState: nativeState(statePath)}, nil
+}
+
+// startHA runs configuration (d): a 3-member etcd cluster on loopback and
+// the local stack committing to it.
+func startHA(ctx context.Context, dir string, o Options) (*subject, error) {
+	fmt.Fprintf(o.Progress, "  etcd: 3 members on loopback, client TLS\n")
+	c, err := etcdlocal.Start(filepath.Join(dir, "etcd"), 3)
+	if err != nil {
+		return nil, err
+	}
+	s, err := startStack(ctx, dir, o, c)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	stop := s.stop
+	s.stop = func() { stop(); c.Close() }
+	return s, nil
+}
+
+func appendHA(path string, c *etcdlocal.Cluster) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "\n[ha]\nendpoints = ['%s']\nca_file = '%s'\ncert_file = '%s'\nkey_file = '%s'\ninstance = 'bench'\n",
+		strings.Join(c.Endpoints, "', '"), c.CA, c.Cert, c.Key)
+	return errors.Join(err, f.Close())
 }
 
 // initStack is `local init`; it returns the state file's path.

@@ -48,7 +48,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	if *verbose {
 		o.Log = slog.New(slog.NewTextHandler(env.Stderr, nil))
 	}
-	if slices.Contains(o.Configs, bench.Stack) {
+	if slices.ContainsFunc(o.Configs, bench.Config.NeedsEnclave) {
 		bin, cleanup, err := benchEnclave(ctx, env, *enclaveBin)
 		if err != nil {
 			return hintFor(err)

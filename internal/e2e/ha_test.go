@@ -19,7 +19,7 @@ import (
 	cmtlog "github.com/cometbft/cometbft/libs/log"
 	cmtprivval "github.com/cometbft/cometbft/privval"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdtest"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdlocal"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
@@ -37,7 +37,7 @@ type haInstance struct {
 // haInstances inits one local home for chain and copies it n-1 times (same
 // sealed key, same KMS key, own state), each with an [ha] table for the
 // cluster. It returns the instances and the consensus public key.
-func haInstances(t *testing.T, bin, chain string, c *etcdtest.Cluster, n int) ([]*haInstance, []byte) {
+func haInstances(t *testing.T, bin, chain string, c *etcdlocal.Cluster, n int) ([]*haInstance, []byte) {
 	t.Helper()
 	dir := t.TempDir()
 	first := filepath.Join(dir, "signer-0")
@@ -172,7 +172,7 @@ func TestHighAvailability(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := Programs(t)
-	cluster := etcdtest.Start(t, 3)
+	cluster := etcdlocal.StartT(t, 3)
 	sock := filepath.Join(t.TempDir(), "pv.sock")
 	laddr := "unix://" + sock
 	n := InitNode(t, node, NodeConfig{Version: version, Laddr: laddr})
@@ -299,7 +299,7 @@ func TestHAFaultInjection(t *testing.T) {
 	duration := time.Duration(envInt("TMKMS_FAULT_SECONDS", 20)) * time.Second
 	chain := "ha-fault-chain"
 	bin := Programs(t)
-	cluster := etcdtest.Start(t, 3)
+	cluster := etcdlocal.StartT(t, 3)
 	insts, pub := haInstances(t, bin, chain, cluster, 3)
 	stats := &faultStats{}
 	d := &faultDriver{chain: chain, pk: cmted25519.PubKey(pub), stats: stats, released: map[signstate.HRS][]byte{}}

@@ -31,6 +31,7 @@ type haMetrics struct {
 	// signing), 0 for the others seen before.
 	decider *prometheus.GaugeVec
 	last    string
+	up      bool // etcd had quorum at the last check
 }
 
 // EnableHA registers the high-availability metrics.
@@ -98,6 +99,7 @@ func (m *Metrics) HAHealth(up bool, alive int) {
 	if m.ha == nil {
 		return
 	}
+	m.ha.up = up
 	m.ha.etcdUp.Set(b2f(up))
 	m.ha.alive.Set(float64(alive))
 }

@@ -304,14 +304,21 @@ func (m *Metrics) CredentialsExpiry(t time.Time) {
 // Health reports whether the helper is healthy and, if not, why in one
 // line: the enclave must be up, and a signature must have been released
 // within the health window (not required during the window after start).
+// With high availability a standby instance signs nothing, so instead of
+// a recent signature etcd must have quorum.
 func (m *Metrics) Health() (ok bool, reason string) {
 	now := m.now()
 	m.mu.Lock()
 	enclaveOK, last, ever := m.enclaveOK, m.lastSigned, m.everSigned
+	ha, etcdOK := m.ha != nil, m.ha != nil && m.ha.up
 	m.mu.Unlock()
 	switch {
 	case !enclaveOK:
 		return false, "enclave unreachable"
+	case ha && !etcdOK:
+		return false, "etcd unavailable (no quorum): no signature can be released"
+	case ha:
+		return true, ""
 	case ever && now.Sub(last) <= m.window:
 		return true, ""
 	case !ever && now.Sub(m.start) <= m.window:

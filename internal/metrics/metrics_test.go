@@ -297,3 +297,44 @@ func TestServe(t *testing.T) {
 		t.Fatal("Serve on a bad address returned nil")
 	}
 }
+
+// TestHAMetrics: with [ha], commits are counted by result, the deciding
+// instance is marked, and /healthz follows etcd's quorum instead of
+// recent signatures (a standby signs nothing).
+func TestHAMetrics(t *testing.T) {
+	clk := &clock{t: time.Unix(1_000_000, 0)}
+	m := New(Options{Now: clk.Now})
+	m.EnableHA()
+	m.EnclaveUp(true)
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	if code, body := get(t, srv, "/healthz"); code != 503 || !strings.Contains(body, "etcd unavailable") {
+		t.Fatalf("before any etcd check: %d %q", code, body)
+	}
+	m.HAHealth(true, 3)
+	clk.Add(time.Hour) // no signature for an hour: fine for a standby
+	if code, body := get(t, srv, "/healthz"); code != 200 {
+		t.Fatalf("etcd up: %d %q", code, body)
+	}
+	m.HACommit(2*time.Millisecond, CommitWon, "signer-a")
+	m.HACommit(3*time.Millisecond, CommitLost, "signer-b")
+	_, body := get(t, srv, "/metrics")
+	for _, want := range []string{
+		`tmkms_ha_commits_total{result="won"} 1`,
+		`tmkms_ha_commits_total{result="lost"} 1`,
+		`tmkms_ha_commits_total{result="unavailable"} 0`,
+		`tmkms_ha_decision_instance{instance="signer-a"} 0`,
+		`tmkms_ha_decision_instance{instance="signer-b"} 1`,
+		`tmkms_ha_etcd_up 1`,
+		`tmkms_ha_instances_alive 3`,
+		`tmkms_ha_commit_seconds_count 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	m.HAHealth(false, 3)
+	if code, _ := get(t, srv, "/healthz"); code != 503 {
+		t.Fatalf("etcd down: %d", code)
+	}
+}

@@ -16,8 +16,8 @@ import (
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/e2e"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdlocal"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdstore"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdtest"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
@@ -26,7 +26,7 @@ const chain = "ha-chain"
 
 var seed = bytes.Repeat([]byte{7}, 32)
 
-func open(t *testing.T, c *etcdtest.Cluster, instance string, log *slog.Logger) *etcdstore.Store {
+func open(t *testing.T, c *etcdlocal.Cluster, instance string, log *slog.Logger) *etcdstore.Store {
 	t.Helper()
 	tlsc, err := etcdstore.ClientTLS(c.CA, c.Cert, c.Key)
 	if err != nil {
@@ -59,7 +59,7 @@ func TestGuard(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an etcd cluster")
 	}
-	c := etcdtest.Start(t, 3)
+	c := etcdlocal.StartT(t, 3)
 	ctx := context.Background()
 	logs := &e2e.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
@@ -173,7 +173,7 @@ func TestGuard(t *testing.T) {
 	})
 }
 
-func client(t *testing.T, c *etcdtest.Cluster) *clientv3.Client {
+func client(t *testing.T, c *etcdlocal.Cluster) *clientv3.Client {
 	tlsc, err := etcdstore.ClientTLS(c.CA, c.Cert, c.Key)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +198,7 @@ func TestSigners(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an etcd cluster")
 	}
-	c := etcdtest.Start(t, 3)
+	c := etcdlocal.StartT(t, 3)
 	ctx := context.Background()
 	key, _ := signer.NewEd25519(seed)
 	var signers []*signer.Signer

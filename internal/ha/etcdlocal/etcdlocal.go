@@ -1,8 +1,8 @@
-// Package etcdtest runs a real etcd cluster inside a test process
+// Package etcdlocal runs a real etcd cluster inside this process
 // (go.etcd.io/etcd/server/v3/embed) on loopback, with client TLS and
-// client certificate authentication as in production, and lets tests stop
-// and restart members.
-package etcdtest
+// client certificate authentication as in production, for tests and the
+// benchmark; members can be stopped and restarted.
+package etcdlocal
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -42,45 +43,66 @@ type Cluster struct {
 	running []*embed.Etcd
 }
 
-// Start starts n members and waits until the cluster has a leader. The
-// cluster is stopped when the test ends.
-func Start(t testing.TB, n int) *Cluster {
-	t.Helper()
-	dir := t.TempDir()
+// Start starts n members with their data, certificates and logs in dir,
+// and returns once every member is ready (the cluster has a leader).
+func Start(dir string, n int) (*Cluster, error) {
 	c := &Cluster{dir: dir, running: make([]*embed.Etcd, n)}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
 	if err := c.writeCerts(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var initial []string
 	for i := range n {
 		name := fmt.Sprintf("etcd%d", i)
+		peer, err1 := freeAddr()
+		client, err2 := freeAddr()
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
 		c.names = append(c.names, name)
-		c.peers = append(c.peers, "http://"+freeAddr(t))
-		c.clients = append(c.clients, "https://"+freeAddr(t))
+		c.peers = append(c.peers, "http://"+peer)
+		c.clients = append(c.clients, "https://"+client)
 		initial = append(initial, name+"="+c.peers[i])
 	}
 	c.initial = strings.Join(initial, ",")
 	c.Endpoints = c.clients
-	t.Cleanup(c.Close)
 	errs := make(chan error, n)
 	for i := range n {
 		go func() { errs <- c.start(i) }()
 	}
+	var first error
 	for range n {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	return c
+	if first != nil {
+		c.Close()
+		return nil, first
+	}
+	return c, nil
 }
 
-func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// StartT is Start for a test, stopped when the test ends.
+func StartT(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c, err := Start(t.TempDir(), n)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
 	defer ln.Close()
-	return ln.Addr().String()
+	return ln.Addr().String(), nil
 }
 
 func mustURL(s string) url.URL {
