@@ -148,14 +148,14 @@ func TestSummarize(t *testing.T) {
 }
 
 func TestParseConfigs(t *testing.T) {
-	got, err := ParseConfigs("c, a,filepv,CORE")
+	got, err := ParseConfigs("c, a,filepv,CORE,ha")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got[0] != Stack || got[1] != FilePV || got[2] != Core {
+	if len(got) != 4 || got[0] != Stack || got[1] != FilePV || got[2] != Core || got[3] != HA {
 		t.Fatalf("got %v", got)
 	}
-	if _, err := ParseConfigs("a,d"); err == nil || !strings.HasPrefix(err.Error(), "bench: ") {
+	if _, err := ParseConfigs("a,e"); err == nil || !strings.HasPrefix(err.Error(), "bench: ") {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -22,11 +22,12 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			"  (a) filepv  CometBFT's FilePV behind its own SignerServer: the baseline\n"+
 			"  (b) core    this project's signer core: signer + state file (fdatasync) + privval handler\n"+
 			"  (c) stack   the whole local stack: local init, local start (helper, enclave process, local KMS)\n"+
-			"in one run, taking turns, and prints p50/p90/p99/max, req/s, the ratios to (a), the enclave's peak\n"+
+			"  (d) ha      (c) with [ha]: each decision committed to a 3-member etcd cluster run in this process\n"+
+			"in one run, taking turns, and prints p50/p90/p99/max, req/s, the ratios to (a) (and (d)/(c)), the enclave's peak\n"+
 			"RSS and the time from local start to the first signature, against issue 7's targets.")
 	heights := fs.Int("heights", 300, "measured heights per configuration (3 requests each)")
 	warmup := fs.Int("warmup", 20, "heights signed first and not measured")
-	only := fs.String("only", "a,b,c", "configurations to run: a|filepv, b|core, c|stack, comma-separated")
+	only := fs.String("only", "a,b,c", "configurations to run: a|filepv, b|core, c|stack, d|ha, comma-separated")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	dir := fs.String("dir", "", "where to put the state files (default: the system's temp dir); its filesystem decides the cost of a durable write")
 	keep := fs.Bool("keep", false, "keep the state files, keys and logs")

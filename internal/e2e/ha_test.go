@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
-	cmtlog "github.com/cometbft/cometbft/libs/log"
 	cmtprivval "github.com/cometbft/cometbft/privval"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdlocal"
@@ -306,16 +304,7 @@ func TestHAFaultInjection(t *testing.T) {
 	var clients []*cmtprivval.SignerClient
 	var laddrs []string
 	for i, in := range insts {
-		sock := filepath.Join(t.TempDir(), "pv.sock")
-		ln, err := net.Listen("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := cmtprivval.NewSignerClient(cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), cmtprivval.NewUnixListener(ln)), chain)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c, sock := nodeSide(t, chain)
 		clients = append(clients, c)
 		laddrs = append(laddrs, "unix://"+sock)
 		in.start(t, laddrs[i])

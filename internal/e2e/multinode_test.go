@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
-	cmtlog "github.com/cometbft/cometbft/libs/log"
 	cmtprivval "github.com/cometbft/cometbft/privval"
 	"github.com/cometbft/cometbft/types"
 )
@@ -26,20 +24,10 @@ func TestSeveralNodes(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "kms")
 	chain := "multi-chain"
 	localInit(t, bin, home, chain)
-	dir := t.TempDir()
 	var clients []*cmtprivval.SignerClient
 	var addrs []string
-	for _, name := range []string{"a.sock", "b.sock"} {
-		sock := filepath.Join(dir, name)
-		ln, err := net.Listen("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := cmtprivval.NewSignerClient(cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), cmtprivval.NewUnixListener(ln)), chain)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+	for range 2 {
+		c, sock := nodeSide(t, chain)
 		clients = append(clients, c)
 		addrs = append(addrs, "'unix://"+sock+"'")
 	}

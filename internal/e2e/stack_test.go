@@ -29,20 +29,30 @@ func startLocalStack(t *testing.T, chain string, prepare func(home string)) *loc
 	if prepare != nil {
 		prepare(s.home)
 	}
-	sock := filepath.Join(t.TempDir(), "pv.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.client, err = cmtprivval.NewSignerClient(cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), cmtprivval.NewUnixListener(ln)), chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.client.Close() })
+	var sock string
+	s.client, sock = nodeSide(t, chain)
 	s.laddr = "unix://" + sock
 	s.helper = startLocal(t, s.bin, s.home, s.laddr)
 	if err := s.client.WaitForConnection(30 * time.Second); err != nil {
 		t.Fatalf("the signer did not connect: %v\n%s", err, s.helper.logs)
 	}
 	return s
+}
+
+// nodeSide is the node's end of privval, CometBFT's own SignerClient
+// listening on a fresh unix socket, closed when the test ends; it returns
+// the client and the socket's path.
+func nodeSide(t *testing.T, chain string) (*cmtprivval.SignerClient, string) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "pv.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cmtprivval.NewSignerClient(cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), cmtprivval.NewUnixListener(ln)), chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, sock
 }

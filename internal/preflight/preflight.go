@@ -67,6 +67,7 @@ const (
 	CheckRegion       = "region"
 	CheckKMSKey       = "kms-key"
 	CheckValidator    = "validator"
+	CheckHA           = "ha" // with an [ha] table only
 )
 
 // Result is one check's outcome. Hint says what to do about a WARN or FAIL.
@@ -188,6 +189,7 @@ func allChecks() []check {
 		{CheckRegion, always, (*runner).checkRegion},
 		{CheckKMSKey, always, (*runner).checkKMSKey},
 		{CheckValidator, always, (*runner).checkValidator},
+		{CheckHA, func(r *runner) bool { return r.cfg.HA != nil }, (*runner).checkHA},
 	}
 }
 

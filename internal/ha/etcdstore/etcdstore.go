@@ -27,6 +27,7 @@ import (
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
 // ErrUnavailable marks an etcd that did not answer in time (unreachable,
@@ -214,6 +215,36 @@ func (s *Store) alive(ctx context.Context) ([]string, error) {
 		names = append(names, strings.TrimPrefix(string(kv.Key), s.members))
 	}
 	return names, nil
+}
+
+// Snapshot is what the cluster holds for the chain, as `check` reports
+// it. The decision is not authenticated here (only enclaves can).
+type Snapshot struct {
+	Key      string         // the decision's etcd key
+	Decision *signstate.HRS // nil: no decision yet
+	By       string         // the instance that made it
+	Alive    []string       // instances holding a lease
+}
+
+// Snapshot reads the decision and the live instances with linearizable
+// reads, so it fails without quorum.
+func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
+	snap := Snapshot{Key: s.decision}
+	resp, err := s.cli.Get(ctx, s.decision)
+	if err != nil {
+		return snap, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if len(resp.Kvs) > 0 {
+		hrs, inst, ok := ha.Peek(resp.Kvs[0].Value)
+		if !ok {
+			return snap, fmt.Errorf("%w: %s holds something that is not a decision record", ha.ErrForged, s.decision)
+		}
+		snap.Decision, snap.By = &hrs, inst
+	}
+	if snap.Alive, err = s.alive(ctx); err != nil {
+		return snap, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return snap, nil
 }
 
 // ClientTLS builds the TLS configuration of [ha]: the CA that verifies the

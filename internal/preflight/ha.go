@@ -1,0 +1,55 @@
+package preflight
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdstore"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+)
+
+// checkHA reaches etcd as start would (same TLS, same keys) and reads the
+// chain's decision and live instances. It writes nothing.
+func (r *runner) checkHA(ctx context.Context) Result {
+	h := r.cfg.HA
+	tlsc, err := etcdstore.ClientTLS(h.CAFile, h.CertFile, h.KeyFile)
+	if err != nil {
+		return fail(CheckHA, err.Error(), "ca_file, cert_file and key_file in [ha] must be readable PEM files")
+	}
+	st, err := etcdstore.Open(etcdstore.Options{Endpoints: h.Endpoints, TLS: tlsc, Prefix: h.KeyPrefix, ChainID: r.cfg.ChainID, Instance: h.Instance})
+	if err != nil {
+		return fail(CheckHA, err.Error(), "check [ha] endpoints")
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
+	defer cancel()
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return fail(CheckHA, err.Error(),
+			"etcd must be reachable over TLS with this client certificate and have quorum (a majority of its members up); nothing is signed otherwise")
+	}
+	decision := "no decision yet"
+	if snap.Decision != nil {
+		decision = fmt.Sprintf("last decision %s by %s", snap.Decision, snap.By)
+	}
+	detail := fmt.Sprintf("etcd has quorum; %s: %s; instances alive: %s", snap.Key, decision, list(snap.Alive))
+	if local, err := signstate.Peek(r.cfg.StateFilePath); err == nil && snap.Decision != nil && local.HRS().Compare(*snap.Decision) > 0 {
+		return warn(CheckHA, detail+fmt.Sprintf("; the local state (%s) is ahead of the cluster's", local.HRS()),
+			"etcd lost or rolled back the decision record (restored from a backup, or deleted): this instance's local state still protects it, other instances only know etcd's")
+	}
+	for _, a := range snap.Alive {
+		if a == h.Instance {
+			return warn(CheckHA, detail, "an instance named "+h.Instance+" is already alive: give each signer its own [ha] instance name (or this one is already running)")
+		}
+	}
+	return pass(CheckHA, detail)
+}
+
+func list(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
