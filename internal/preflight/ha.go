@@ -52,4 +52,3 @@ func list(names []string) string {
 	}
 	return strings.Join(names, ", ")
 }
-
