@@ -82,13 +82,28 @@ func (m *Metrics) HACommit(latency time.Duration, result, decider string) {
 	}
 	h.commits.WithLabelValues(result).Inc()
 	h.latency.Observe(max(latency, 0).Seconds())
-	if decider != "" && decider != h.last {
-		if h.last != "" {
-			h.decider.WithLabelValues(h.last).Set(0)
-		}
-		h.decider.WithLabelValues(decider).Set(1)
-		h.last = decider
+	h.setDecider(decider)
+}
+
+// HADecider records the instance whose decision is the cluster's latest,
+// as the periodic health check reads it.
+func (m *Metrics) HADecider(instance string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ha != nil {
+		m.ha.setDecider(instance)
 	}
+}
+
+func (h *haMetrics) setDecider(decider string) {
+	if decider == "" || decider == h.last {
+		return
+	}
+	if h.last != "" {
+		h.decider.WithLabelValues(h.last).Set(0)
+	}
+	h.decider.WithLabelValues(decider).Set(1)
+	h.last = decider
 }
 
 // HAHealth records whether etcd has quorum and how many instances are

@@ -2,9 +2,11 @@ package preflight
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdstore"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
@@ -25,6 +27,9 @@ func (r *runner) checkHA(ctx context.Context) Result {
 	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
 	snap, err := st.Snapshot(ctx)
+	if errors.Is(err, ha.ErrForged) {
+		return fail(CheckHA, err.Error(), "another program writes under this key_prefix, or the record was tampered with: no instance signs until it is removed (after finding out which)")
+	}
 	if err != nil {
 		return fail(CheckHA, err.Error(),
 			"etcd must be reachable over TLS with this client certificate and have quorum (a majority of its members up); nothing is signed otherwise")

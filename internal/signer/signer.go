@@ -268,6 +268,10 @@ func (s *Signer) commitLocked(ctx context.Context, req signstate.Request, ts tim
 		s.last, s.unpersisted = won, true
 	}
 	verdict, err := signstate.Check(won, req)
+	if err == nil && !verdict.Reuse {
+		// The guard returns only decisions at or above req's position.
+		err = fmt.Errorf("%w: the cluster returned a decision at %s for a request at %s", ErrCluster, won.HRS(), req.HRS)
+	}
 	if err != nil {
 		s.log.Error("refused to sign: another instance committed this position first", "chain_id", s.chainID, "type", req.Step,
 			"hrs", req.HRS, "block", shortID(req.BlockID), "winner", instance, "winner_hrs", won.HRS(), "err", err)

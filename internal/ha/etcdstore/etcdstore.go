@@ -136,22 +136,30 @@ func (s *Store) observe(latency time.Duration, result, decider string) {
 
 // Run keeps this instance listed under a lease and checks etcd's health
 // until ctx ends, logging changes: etcd losing or regaining quorum,
-// instances appearing and disappearing.
+// instances appearing and disappearing, another instance taking over the
+// signing. Standbys report who signs too.
 func (s *Store) Run(ctx context.Context) {
 	period := max(s.o.LeaseTTL/3, time.Second)
 	t := time.NewTicker(period)
 	defer t.Stop()
 	var (
-		lease clientv3.LeaseID
-		up    = true
-		seen  []string
+		lease   clientv3.LeaseID
+		up      = true
+		seen    []string
+		signing string // the instance that made the latest decision
 	)
 	for {
 		var err error
 		lease, err = s.renew(ctx, lease)
-		var alive []string
+		var snap Snapshot
 		if err == nil {
-			alive, err = s.alive(ctx)
+			snap, err = s.Snapshot(ctx)
+		}
+		alive := snap.Alive
+		if errors.Is(err, ha.ErrForged) {
+			// etcd answers; the enclaves refuse the record and sign nothing.
+			s.o.Log.Error("the decision record in etcd is not one; no instance will sign until it is removed", "err", err)
+			err = nil
 		}
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -168,6 +176,13 @@ func (s *Store) Run(ctx context.Context) {
 			if !slices.Equal(alive, seen) {
 				s.o.Log.Info("signer instances alive", "instances", strings.Join(alive, ","), "count", len(alive))
 				seen = alive
+			}
+			if snap.By != signing {
+				s.o.Log.Info("signing instance", "instance", snap.By, "decision", snap.Decision)
+				signing = snap.By
+				if s.o.Metrics != nil {
+					s.o.Metrics.HADecider(signing)
+				}
 			}
 		}
 		if s.o.Metrics != nil {
@@ -234,17 +249,19 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 	if err != nil {
 		return snap, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	var bad error
 	if len(resp.Kvs) > 0 {
 		hrs, inst, ok := ha.Peek(resp.Kvs[0].Value)
-		if !ok {
-			return snap, fmt.Errorf("%w: %s holds something that is not a decision record", ha.ErrForged, s.decision)
+		if ok {
+			snap.Decision, snap.By = &hrs, inst
+		} else {
+			bad = fmt.Errorf("%w: %s holds something that is not a decision record", ha.ErrForged, s.decision)
 		}
-		snap.Decision, snap.By = &hrs, inst
 	}
 	if snap.Alive, err = s.alive(ctx); err != nil {
 		return snap, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return snap, nil
+	return snap, bad
 }
 
 // ClientTLS builds the TLS configuration of [ha]: the CA that verifies the
