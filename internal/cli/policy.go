@@ -7,7 +7,7 @@ import (
 )
 
 func runPolicy(_ context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "policy", "--account ID --role NAME --pcr0 HEX --pcr4 HEX [flags]",
+	fs := newFlags(env, "policy", "--account ID --role NAME --pcr0 HEX --pcr4 HEX [--pcr4 HEX...] [flags]",
 		"Prints the KMS key policy that lets only the enclave decrypt the validator key (seed guide step 4.2):\n"+
 			"Decrypt for the instance role with an attestation whose PCRs match, Encrypt for the instance role,\n"+
 			"and an explicit Deny of Decrypt without that attestation for everyone else.")
@@ -16,7 +16,8 @@ func runPolicy(_ context.Context, env *Env, args []string) error {
 	fs.StringVar(&p.RoleName, "role", "", "name of the EC2 instance role")
 	fs.StringVar(&p.RoleARN, "role-arn", "", "full ARN of the EC2 instance role (instead of --role)")
 	fs.StringVar(&p.PCR0, "pcr0", "", "PCR0 of the enclave image (tmkms-nitro-helper pcr --eif, or nitro-cli build-enclave)")
-	fs.StringVar(&p.PCR4, "pcr4", "", "PCR4 of the parent instance (tmkms-nitro-helper pcr --instance-id)")
+	fs.Func("pcr4", "PCR4 of a parent instance (tmkms-nitro-helper pcr --instance-id); repeat for each instance of a high-availability set",
+		func(v string) error { p.PCR4 = append(p.PCR4, v); return nil })
 	fs.StringVar(&p.PCR3, "pcr3", "", "optional PCR3 (parent instance role)")
 	fs.StringVar(&p.PCR8, "pcr8", "", "optional PCR8 (enclave image signing certificate)")
 	fs.BoolVar(&p.Debug, "debug", false, "pin the all-zero PCR0 of an enclave run with --debug-mode (never for production)")

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -57,7 +58,13 @@ type Params struct {
 
 	PCR0  string // nitro-cli build-enclave's PCR0, 96 hex digits
 	Debug bool   // pin PCR0 to DebugPCR instead (seed guide: debug mode)
-	PCR4  string // the parent instance's PCR4 (see pcr.PCR4)
+	// PCR4 holds the PCR4 (see pcr.PCR4) of each EC2 instance that runs a
+	// signer: one for a single signer, several for a high-availability set
+	// sharing the sealed key. At least one is required; each is 96 hex
+	// digits, normalised to lower case, and duplicates after normalisation
+	// are an error. Several values under one condition key are ORed in the
+	// Allow and NORed in the Deny, so any listed instance may decrypt.
+	PCR4 []string
 
 	// Optional further pins, added to the decrypt conditions when set.
 	PCR3, PCR8, ImageSha384 string
@@ -76,7 +83,8 @@ type Params struct {
 // Seed returns the key policy of the seed guide (step 4.2) for p: an admin
 // statement, Decrypt for the instance role only with an attestation whose
 // PCRs match, Encrypt for the instance role, and, unless p.NoDeny, one
-// explicit Deny per pinned PCR.
+// explicit Deny per pinned PCR. A pin with one value is written as a JSON
+// string, one with several (PCR4 of a high-availability set) as an array.
 //
 // The Deny uses StringNotEqualsIgnoreCase rather than a Null check because
 // AWS documents that a negated operator holds when the key is absent (IAM
@@ -102,7 +110,7 @@ func Seed(p Params) (Policy, error) {
 	}
 	cond := map[string]Strings{}
 	for _, pin := range pins {
-		cond[pin.key] = One(pin.value)
+		cond[pin.key] = pin.strings()
 	}
 	stmts := []Statement{
 		{Sid: SidAdmin, Effect: Allow, Principal: Principal{AWS: admins}, Action: One("kms:*"), Resource: One("*")},
@@ -128,11 +136,24 @@ func denyUnless(pin pin) Statement {
 	return Statement{
 		Sid: DenySid(pin.key), Effect: Deny, Principal: Principal{Wildcard: true},
 		Action: List("kms:Decrypt", "kms:ReEncryptFrom"), Resource: One("*"),
-		Condition: Condition{StringNotEqualsIgnoreCase: {pin.key: One(pin.value)}},
+		Condition: Condition{StringNotEqualsIgnoreCase: {pin.key: pin.strings()}},
 	}
 }
 
-type pin struct{ key, value string }
+// pin is a condition key and the values that satisfy it (any of them).
+type pin struct {
+	key    string
+	values []string
+}
+
+// strings writes a single value as a JSON string, as Seed always has, and
+// several as an array.
+func (p pin) strings() Strings {
+	if len(p.values) == 1 {
+		return One(p.values[0])
+	}
+	return List(p.values...)
+}
 
 // pins returns the measurements to require, in a fixed order.
 func (p Params) pins() ([]pin, error) {
@@ -144,22 +165,33 @@ func (p Params) pins() ([]pin, error) {
 		pcr0 = DebugPCR
 	}
 	candidates := []struct {
-		key, value string
-		required   bool
+		key      string
+		values   []string
+		required bool
 	}{
-		{KeyPCR(0), pcr0, true}, {KeyPCR(3), p.PCR3, false}, {KeyPCR(4), p.PCR4, true},
-		{KeyPCR(8), p.PCR8, false}, {KeyImageSha384, p.ImageSha384, false},
+		{KeyPCR(0), []string{pcr0}, true}, {KeyPCR(3), []string{p.PCR3}, false}, {KeyPCR(4), p.PCR4, true},
+		{KeyPCR(8), []string{p.PCR8}, false}, {KeyImageSha384, []string{p.ImageSha384}, false},
 	}
 	var out []pin
 	for _, c := range candidates {
-		if c.value == "" && !c.required {
+		if !c.required && len(c.values) == 1 && c.values[0] == "" {
 			continue
 		}
-		v, err := pcrHex(c.value)
-		if err != nil {
-			return nil, fmt.Errorf("kmspolicy: %s: %w", c.key, err)
+		if len(c.values) == 0 {
+			return nil, fmt.Errorf("kmspolicy: %s: at least one value required", c.key)
 		}
-		out = append(out, pin{c.key, v})
+		vs := make([]string, 0, len(c.values))
+		for _, raw := range c.values {
+			v, err := pcrHex(raw)
+			if err != nil {
+				return nil, fmt.Errorf("kmspolicy: %s: %w", c.key, err)
+			}
+			if slices.Contains(vs, v) {
+				return nil, fmt.Errorf("kmspolicy: %s: value %s given twice", c.key, v)
+			}
+			vs = append(vs, v)
+		}
+		out = append(out, pin{c.key, vs})
 	}
 	return out, nil
 }

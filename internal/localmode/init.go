@@ -113,7 +113,7 @@ func createKey(ctx context.Context, k *KMS, bin string) (string, error) {
 		AccountID: accountOf(k.Credentials().RoleARN),
 		RoleARN:   k.Credentials().RoleARN,
 		PCR0:      fmt.Sprintf("%x", pcr0),
-		PCR4:      pcr.Hex(pcr4),
+		PCR4:      []string{pcr.Hex(pcr4)},
 	})
 	if err != nil {
 		return "", err

@@ -117,6 +117,11 @@ func (s *Store) CompareAndSwap(ctx context.Context, rev int64, record []byte) (b
 		return false, nil, 0, nil
 	}
 	cur := kvs[0]
+	if len(cur.Value) > ha.MaxRecordSize {
+		// Relaying it would only break the state channel's frame limit.
+		s.o.Log.Error("the decision record in etcd is too large to be one; no instance will sign until it is removed", "key", s.decision, "bytes", len(cur.Value))
+		return false, nil, 0, fmt.Errorf("%w: %s holds %d bytes, larger than any decision record", ha.ErrForged, s.decision, len(cur.Value))
+	}
 	hrs, inst, ok := ha.Peek(cur.Value)
 	mine, _, _ := ha.Peek(record)
 	if ok && hrs.Compare(mine) >= 0 && inst != s.o.Instance {

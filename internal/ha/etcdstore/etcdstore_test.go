@@ -113,7 +113,7 @@ func TestGuard(t *testing.T) {
 	t.Run("forged", func(t *testing.T) {
 		other, _ := ha.DeriveKey(bytes.Repeat([]byte{8}, 32), chain)
 		foreign, _ := other.Seal(decision(100, 1), "mallory")
-		for name, v := range map[string][]byte{"garbage": []byte("not a record"), "another key": foreign} {
+		for name, v := range map[string][]byte{"garbage": []byte("not a record"), "another key": foreign, "oversized": bytes.Repeat([]byte{1}, ha.MaxRecordSize+1)} {
 			if _, err := cli.Put(ctx, key, string(v)); err != nil {
 				t.Fatal(err)
 			}
