@@ -55,7 +55,7 @@ func startStack(ctx context.Context, dir string, o Options, ha *etcdlocal.Cluste
 	cfg := Stack
 	if ha != nil {
 		cfg = HA
-		if err := appendHA(filepath.Join(home, "tmkms.toml"), ha); err != nil {
+		if err := localmode.SetHA(home, ha.HA("bench")); err != nil {
 			return nil, err
 		}
 	}
@@ -100,16 +100,6 @@ func startHA(ctx context.Context, dir string, o Options) (*subject, error) {
 	stop := s.stop
 	s.stop = func() { stop(); c.Close() }
 	return s, nil
-}
-
-func appendHA(path string, c *etcdlocal.Cluster) error {
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(f, "\n[ha]\nendpoints = ['%s']\nca_file = '%s'\ncert_file = '%s'\nkey_file = '%s'\ninstance = 'bench'\n",
-		strings.Join(c.Endpoints, "', '"), c.CA, c.Cert, c.Key)
-	return errors.Join(err, f.Close())
 }
 
 // initStack is `local init`; it returns the state file's path.

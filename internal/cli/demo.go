@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/bench"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdlocal"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localnode"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
@@ -25,11 +27,14 @@ import (
 )
 
 func runDemo(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "demo", "[--blocks N] [--home DIR]",
+	fs := newFlags(env, "demo", "[--blocks N] [--home DIR] [--ha]",
 		"Runs the whole system on this machine: a local CometBFT validator (in-process, v1.0, kvstore app) whose\n"+
 			"only key was generated inside the enclave process and sealed by the local KMS, which releases it only to\n"+
-			"an enclave binary with the PCR0 its key policy pins. Shows a line per signature; stops after N blocks.")
+			"an enclave binary with the PCR0 its key policy pins. Shows a line per signature; stops after N blocks.\n"+
+			"With --ha, three signer instances share the key through a local 3-member etcd cluster; the one signing\n"+
+			"is stopped halfway and another takes over.")
 	blocks := fs.Int("blocks", 20, "stop after this many blocks")
+	withHA := fs.Bool("ha", false, "run three signer instances with [ha] on a local etcd cluster, and stop the signing one halfway")
 	home := fs.String("home", "", "keep the files here (default: a temporary directory, removed at exit)")
 	enclaveBin := fs.String("enclave", "", "path of tmkms-nitro-enclave (default: next to this program, on $PATH, or built from the source tree)")
 	verbose := fs.Bool("v", false, "also show the helper's and the enclave's logs")
@@ -59,7 +64,10 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return hintFor(err)
 	}
-	d := &demoRun{env: env, verbose: *verbose}
+	d := &demoRun{env: env, verbose: *verbose, perInstance: map[string]int{}}
+	if *withHA {
+		d.instances = 3
+	}
 	return d.run(ctx, dir, bin, int64(*blocks))
 }
 
@@ -84,40 +92,54 @@ func demoEnclave(ctx context.Context, env *Env, path, dir string) (string, error
 }
 
 type demoRun struct {
-	env     *Env
-	verbose bool
+	env       *Env
+	verbose   bool
+	instances int // 0: one signer, no [ha]
 
-	mu        sync.Mutex
-	latencies []time.Duration
-	refusals  int
+	mu          sync.Mutex
+	latencies   []time.Duration
+	refusals    int
+	lastBy      string         // the instance of the last signature
+	lastAt      time.Time      // and when
+	perInstance map[string]int // signatures by instance
+	cluster     *etcdlocal.Cluster
 }
 
 func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error {
 	chainID := fmt.Sprintf("demo-%d", time.Now().Unix()%100000)
 	laddr := "unix://" + filepath.Join(dir, "privval.sock")
 	log := slog.New(&demoHandler{d: d})
-	res, err := localmode.Init(ctx, localmode.InitOptions{Home: filepath.Join(dir, "kms"), ChainID: chainID, Enclave: bin, Address: laddr, Log: log})
+	first := filepath.Join(dir, "kms")
+	res, err := localmode.Init(ctx, localmode.InitOptions{Home: first, ChainID: chainID, Enclave: bin, Address: laddr, Log: log})
 	if err != nil {
 		return hintFor(err)
 	}
 	fmt.Fprintf(d.env.Stdout, "chain %s: one validator; its key was generated in the enclave and sealed by the local KMS\n", chainID)
-	fmt.Fprintf(d.env.Stdout, "consensus public key: %s\n\n", pubkey.JSON(res.PubKey))
+	fmt.Fprintf(d.env.Stdout, "consensus public key: %s\n", pubkey.JSON(res.PubKey))
+	homes := []string{first}
+	if d.instances > 0 {
+		if homes, err = d.setUpHA(dir, first); err != nil {
+			return err
+		}
+		defer d.cluster.Close()
+	}
+	fmt.Fprintln(d.env.Stdout)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	configured := make(chan struct{})
-	var once sync.Once
-	errc := make(chan error, 1)
-	go func() {
-		errc <- localmode.Start(ctx, localmode.StartOptions{Home: filepath.Join(dir, "kms"), Enclave: bin, Log: log,
-			Configured: func(*enclaveproto.Configured) { once.Do(func() { close(configured) }) }})
-	}()
-	select {
-	case <-configured:
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		return nil
+	signers := make([]*demoSigner, len(homes))
+	errc := make(chan error, len(homes))
+	for i, home := range homes {
+		signers[i] = d.startSigner(ctx, home, bin, log, errc)
+	}
+	for _, s := range signers {
+		select {
+		case <-s.configured:
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	start := time.Now()
 	node, err := localnode.Start(ctx, localnode.Config{Home: filepath.Join(dir, "node"), ChainID: chainID, PubKey: ed25519.PubKey(res.PubKey),
@@ -128,20 +150,88 @@ func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error 
 	defer node.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	stopped := d.instances == 0
 	for node.Height() < blocks {
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(d.env.Stdout, "\ninterrupted")
 			return d.summary(node.Height(), time.Since(start))
 		case err := <-errc:
+			if stopped && d.instances > 0 && err == nil {
+				continue // the instance stopped on purpose
+			}
 			return fmt.Errorf("the signer stopped: %w", err)
 		case <-tick.C:
+		}
+		if !stopped && node.Height() >= blocks/2 {
+			stopped = d.stopSigning(signers)
 		}
 	}
 	return d.summary(node.Height(), time.Since(start))
 }
 
-func (d *demoRun) signed(hrs, block string, latency time.Duration) {
+// demoSigner is one signer instance (local start) of the demo.
+type demoSigner struct {
+	name       string
+	configured chan struct{}
+	stop       context.CancelFunc
+}
+
+func (d *demoRun) startSigner(ctx context.Context, home, bin string, log *slog.Logger, errc chan<- error) *demoSigner {
+	s := &demoSigner{name: filepath.Base(home), configured: make(chan struct{})}
+	ctx, s.stop = context.WithCancel(ctx)
+	var once sync.Once
+	if d.instances > 0 {
+		log = log.With("instance", s.name)
+	}
+	go func() {
+		errc <- localmode.Start(ctx, localmode.StartOptions{Home: home, Enclave: bin, Log: log,
+			Configured: func(*enclaveproto.Configured) { once.Do(func() { close(s.configured) }) }})
+	}()
+	return s
+}
+
+// setUpHA starts a local 3-member etcd cluster and makes the other
+// instances' homes from the first, each with an [ha] table.
+func (d *demoRun) setUpHA(dir, first string) ([]string, error) {
+	c, err := etcdlocal.Start(filepath.Join(dir, "etcd"), 3)
+	if err != nil {
+		return nil, fmt.Errorf("local etcd cluster: %w", err)
+	}
+	d.cluster = c
+	var homes []string
+	for i := range d.instances {
+		home := filepath.Join(dir, fmt.Sprintf("signer-%d", i))
+		if err := localmode.Replicate(first, home); err != nil {
+			return nil, err
+		}
+		if err := localmode.SetHA(home, c.HA(filepath.Base(home))); err != nil {
+			return nil, err
+		}
+		homes = append(homes, home)
+	}
+	fmt.Fprintf(d.env.Stdout, "high availability: %d signer instances with that sealed key, one etcd cluster of 3 members (%s)\n",
+		d.instances, strings.Join(c.Endpoints, ", "))
+	return homes, nil
+}
+
+// stopSigning stops the instance that signed last, as if its host died,
+// and reports whether it did.
+func (d *demoRun) stopSigning(signers []*demoSigner) bool {
+	d.mu.Lock()
+	by := d.lastBy
+	d.mu.Unlock()
+	for _, s := range signers {
+		if s.name == by {
+			fmt.Fprintf(d.env.Stdout, "--- stopping %s, the instance signing: another must take over ---\n", by)
+			s.stop()
+			return true
+		}
+	}
+	return false
+}
+
+func (d *demoRun) signed(hrs, block, instance string, latency time.Duration) {
 	h, r, step, err := metrics.ParseHRS(hrs)
 	if err != nil {
 		return
@@ -149,7 +239,16 @@ func (d *demoRun) signed(hrs, block string, latency time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.latencies = append(d.latencies, latency)
-	fmt.Fprintf(d.env.Stdout, "height %5d  round %d  %-9s  block %-12s  signed in %6.2f ms\n", h, r, step, strings.ToUpper(block), float64(latency.Microseconds())/1000)
+	by := ""
+	if instance != "" {
+		if d.lastBy != "" && instance != d.lastBy {
+			fmt.Fprintf(d.env.Stdout, "--- %s took over %s after %s's last signature ---\n", instance, time.Since(d.lastAt).Round(time.Millisecond), d.lastBy)
+		}
+		d.lastBy, d.lastAt = instance, time.Now()
+		d.perInstance[instance]++
+		by = "  by " + instance
+	}
+	fmt.Fprintf(d.env.Stdout, "height %5d  round %d  %-9s  block %-12s  signed in %6.2f ms%s\n", h, r, step, strings.ToUpper(block), float64(latency.Microseconds())/1000, by)
 }
 
 func (d *demoRun) refused(msg string, attrs map[string]string) {
@@ -165,6 +264,13 @@ func (d *demoRun) summary(height int64, took time.Duration) error {
 	l := bench.Summarize(d.latencies)
 	fmt.Fprintf(d.env.Stdout, "\n%d blocks in %s: %d signatures, %d refused; signing latency in the enclave (guard, signature, durable state on the host) p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 		height, took.Round(time.Millisecond), l.Count, d.refusals, l.P50, l.P99, l.Max)
+	if d.instances > 0 {
+		var by []string
+		for _, name := range slices.Sorted(maps.Keys(d.perInstance)) {
+			by = append(by, fmt.Sprintf("%s %d", name, d.perInstance[name]))
+		}
+		fmt.Fprintf(d.env.Stdout, "signatures by instance: %s; each decision was committed to etcd before it was signed\n", strings.Join(by, ", "))
+	}
 	if height == 0 {
 		return errors.New("no block was produced")
 	}
@@ -190,7 +296,7 @@ func (h *demoHandler) Handle(_ context.Context, r slog.Record) error {
 	switch {
 	case fromEnclave && r.Message == "signed":
 		lat, _ := time.ParseDuration(attrs["latency"])
-		h.d.signed(attrs["hrs"], attrs["block"], lat)
+		h.d.signed(attrs["hrs"], attrs["block"], attrs["instance"], lat)
 	case fromEnclave && r.Level >= slog.LevelError && strings.HasPrefix(r.Message, "refused"):
 		h.d.refused(r.Message, attrs)
 	case h.d.verbose || r.Level >= slog.LevelError:

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -32,60 +31,30 @@ type haInstance struct {
 	helpers    []*localSigner // every helper started, the last one current
 }
 
-// haInstances inits one local home for chain and copies it n-1 times (same
-// sealed key, same KMS key, own state), each with an [ha] table for the
-// cluster. It returns the instances and the consensus public key.
+// haInstances inits one local home for chain and replicates it n-1 times
+// (same sealed key, same KMS key, own state and processes), each with an
+// [ha] table for the cluster. It returns the instances and the consensus
+// public key.
 func haInstances(t *testing.T, bin, chain string, c *etcdlocal.Cluster, n int) ([]*haInstance, []byte) {
 	t.Helper()
 	dir := t.TempDir()
 	first := filepath.Join(dir, "signer-0")
 	pub := localInit(t, bin, first, chain)
-	for i := 1; i < n; i++ {
-		copyHome(t, first, filepath.Join(dir, fmt.Sprintf("signer-%d", i)))
-	}
 	var out []*haInstance
 	for i := range n {
-		home := filepath.Join(dir, fmt.Sprintf("signer-%d", i))
-		path := filepath.Join(home, "tmkms.toml")
-		cfg, err := os.ReadFile(path)
-		if err != nil {
+		name := fmt.Sprintf("signer-%d", i)
+		home := filepath.Join(dir, name)
+		if i > 0 {
+			if err := localmode.Replicate(first, home); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := localmode.SetHA(home, c.HA(name)); err != nil {
 			t.Fatal(err)
 		}
-		cfg = []byte(strings.ReplaceAll(string(cfg), first, home))
-		cfg = fmt.Appendf(cfg, "\n[ha]\nendpoints = ['%s']\nca_file = '%s'\ncert_file = '%s'\nkey_file = '%s'\nlease_ttl = 3\ninstance = 'signer-%d'\n",
-			strings.Join(c.Endpoints, "', '"), c.CA, c.Cert, c.Key, i)
-		if err := os.WriteFile(path, cfg, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, &haInstance{name: fmt.Sprintf("signer-%d", i), home: home, bin: bin})
+		out = append(out, &haInstance{name: name, home: home, bin: bin})
 	}
 	return out, pub
-}
-
-// copyHome copies a local home's regular files (not its sockets).
-func copyHome(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		dst := filepath.Join(to, rel)
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(dst, 0o700)
-		case !d.Type().IsRegular():
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func (h *haInstance) start(t *testing.T, laddr string) {

@@ -26,6 +26,8 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 )
 
 // Cluster is a running cluster. Endpoints are https:// client URLs; CA,
@@ -185,6 +187,13 @@ func (c *Cluster) RestartStopped() error {
 		}
 	}
 	return first
+}
+
+// HA is the [ha] table of a signer instance using this cluster, with a
+// short lease so that tests see instances come and go.
+func (c *Cluster) HA(instance string) *config.HA {
+	return &config.HA{Endpoints: c.Endpoints, CAFile: c.CA, CertFile: c.Cert, KeyFile: c.Key,
+		KeyPrefix: config.DefaultHAKeyPrefix, LeaseTTL: 3, Instance: instance}
 }
 
 // Leader returns the index of the member that is leader, or -1.

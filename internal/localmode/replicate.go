@@ -1,0 +1,79 @@
+package localmode
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/atomicfile"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
+)
+
+// Replicate makes the local home to from the initialized home from, as a
+// second EC2 host of a high-availability set is set up: the same sealed
+// keys and KMS key (the local KMS's data), a copy of the state file, and
+// its own sockets and processes. Paths in tmkms.toml that pointed into
+// from point into to.
+func Replicate(from, to string) error {
+	if _, err := os.Stat(to); err == nil {
+		return fmt.Errorf("local replicate: %s already exists", to)
+	}
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		dst := filepath.Join(to, rel)
+		switch {
+		case d.IsDir() && rel == filepath.Dir(enclave.LocalHostSockets):
+			return fs.SkipDir // sockets belong to the running processes
+		case d.IsDir():
+			return os.MkdirAll(dst, 0o700)
+		case !d.Type().IsRegular() || strings.HasSuffix(rel, ".lock"):
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return atomicfile.WriteFile(dst, b, 0o600)
+	})
+	if err != nil {
+		return fmt.Errorf("local replicate: %w", err)
+	}
+	return editConfig(to, func(c *config.Config) {
+		for _, p := range []*string{&c.SealedConsensusKeyPath, &c.SealedIDKeyPath, &c.StateFilePath} {
+			if rel, err := filepath.Rel(from, *p); err == nil && !strings.HasPrefix(rel, "..") {
+				*p = filepath.Join(to, rel)
+			}
+		}
+		if c.Address == "unix://"+filepath.Join(from, "privval.sock") {
+			c.Address = "unix://" + filepath.Join(to, "privval.sock")
+		}
+	})
+}
+
+// SetHA writes an [ha] table (nil: none) into home's tmkms.toml.
+func SetHA(home string, ha *config.HA) error {
+	return editConfig(home, func(c *config.Config) { c.HA = ha })
+}
+
+func editConfig(home string, edit func(*config.Config)) error {
+	path := filepath.Join(home, "tmkms.toml")
+	c, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	edit(c)
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	data, err := config.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, data, 0o600)
+}
