@@ -28,7 +28,7 @@ const testPCR0 = "287b24930a9f0fe14b01a71ecdc00d8be8fad90f9834d547158854b8279c74
 func testPCR4() string { v := pcr.PCR4(testInstance); return pcr.Hex(v) }
 
 func seedParams() Params {
-	return Params{AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: testPCR4()}
+	return Params{AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: []string{testPCR4()}}
 }
 
 func mustSeed(t *testing.T, p Params) Policy {
@@ -66,11 +66,11 @@ func TestSeedGolden(t *testing.T) {
 func TestSeedRoundTripsAndValidates(t *testing.T) {
 	for name, p := range map[string]Params{
 		"default":    seedParams(),
-		"debug":      {AccountID: testAccount, RoleName: testRole, Debug: true, PCR4: testPCR4()},
-		"all pins":   {AccountID: testAccount, RoleARN: testRoleARN, PCR0: testPCR0, PCR4: testPCR4(), PCR3: testPCR4(), PCR8: testPCR0, ImageSha384: testPCR0},
-		"no deny":    {AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: testPCR4(), NoDeny: true},
-		"two admins": {AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: testPCR4(), Admins: []string{"arn:aws:iam::111122223333:role/a", "arn:aws:iam::111122223333:role/b"}},
-		"china":      {Partition: "aws-cn", AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: testPCR4()},
+		"debug":      {AccountID: testAccount, RoleName: testRole, Debug: true, PCR4: []string{testPCR4()}},
+		"all pins":   {AccountID: testAccount, RoleARN: testRoleARN, PCR0: testPCR0, PCR4: []string{testPCR4()}, PCR3: testPCR4(), PCR8: testPCR0, ImageSha384: testPCR0},
+		"no deny":    {AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: []string{testPCR4()}, NoDeny: true},
+		"two admins": {AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: []string{testPCR4()}, Admins: []string{"arn:aws:iam::111122223333:role/a", "arn:aws:iam::111122223333:role/b"}},
+		"china":      {Partition: "aws-cn", AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: []string{testPCR4()}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			pol := mustSeed(t, p)
@@ -93,7 +93,7 @@ func TestSeedRoundTripsAndValidates(t *testing.T) {
 }
 
 func TestSeedDebugPinsZeroPCR0(t *testing.T) {
-	pol := mustSeed(t, Params{AccountID: testAccount, RoleName: testRole, Debug: true, PCR4: testPCR4()})
+	pol := mustSeed(t, Params{AccountID: testAccount, RoleName: testRole, Debug: true, PCR4: []string{testPCR4()}})
 	got := pol.Statement[1].Condition[StringEqualsIgnoreCase][KeyPCR(0)].Values
 	if len(got) != 1 || got[0] != DebugPCR || DebugPCR != strings.Repeat("0", 96) {
 		t.Errorf("debug PCR0 condition = %q", got)
@@ -119,9 +119,15 @@ func TestSeedRejects(t *testing.T) {
 		"role in other acct":   edit(func(p *Params) { p.RoleARN = "arn:aws:iam::999999999999:role/r" }),
 		"role other partition": edit(func(p *Params) { p.RoleARN = "arn:aws-cn:iam::111122223333:role/r" }),
 		"no PCR0":              edit(func(p *Params) { p.PCR0 = "" }),
-		"no PCR4":              edit(func(p *Params) { p.PCR4 = "" }),
+		"no PCR4":              edit(func(p *Params) { p.PCR4 = nil }),
+		"empty PCR4 list":      edit(func(p *Params) { p.PCR4 = []string{} }),
+		"empty PCR4 value":     edit(func(p *Params) { p.PCR4 = []string{""} }),
 		"short PCR0":           edit(func(p *Params) { p.PCR0 = "abcd" }),
-		"non-hex PCR4":         edit(func(p *Params) { p.PCR4 = strings.Repeat("zz", 48) }),
+		"non-hex PCR4":         edit(func(p *Params) { p.PCR4 = []string{strings.Repeat("zz", 48)} }),
+		"second PCR4 invalid":  edit(func(p *Params) { p.PCR4 = append(p.PCR4, "abcd") }),
+		"second PCR4 empty":    edit(func(p *Params) { p.PCR4 = append(p.PCR4, "") }),
+		"duplicate PCR4":       edit(func(p *Params) { p.PCR4 = append(p.PCR4, p.PCR4[0]) }),
+		"duplicate PCR4 case":  edit(func(p *Params) { p.PCR4 = append(p.PCR4, strings.ToUpper(p.PCR4[0])) }),
 		"bad optional PCR8":    edit(func(p *Params) { p.PCR8 = "0" }),
 		"debug and PCR0":       edit(func(p *Params) { p.Debug = true }),
 	} {
@@ -130,6 +136,76 @@ func TestSeedRejects(t *testing.T) {
 		} else if !strings.HasPrefix(err.Error(), "kmspolicy: ") {
 			t.Errorf("%s: error %q lacks the package prefix", name, err)
 		}
+	}
+}
+
+func TestSeedSeveralPCR4(t *testing.T) {
+	second := pcr.Hex(pcr.PCR4("i-0aaaaaaaaaaaaaaa0"))
+	p := seedParams()
+	p.PCR4 = append(p.PCR4, strings.ToUpper(second))
+	pol := mustSeed(t, p)
+	if err := pol.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	want := List(testPCR4(), second)
+	if got := pol.Statement[1].Condition[StringEqualsIgnoreCase][KeyPCR(4)]; !reflect.DeepEqual(got, want) {
+		t.Errorf("Allow PCR4 condition = %+v, want %+v", got, want)
+	}
+	var deny *Statement
+	for i := range pol.Statement {
+		if pol.Statement[i].Sid == DenySid(KeyPCR(4)) {
+			deny = &pol.Statement[i]
+		}
+	}
+	if deny == nil {
+		t.Fatalf("no %q statement", DenySid(KeyPCR(4)))
+	}
+	if got := deny.Condition[StringNotEqualsIgnoreCase][KeyPCR(4)]; !reflect.DeepEqual(got, want) {
+		t.Errorf("Deny PCR4 condition = %+v, want %+v", got, want)
+	}
+	// PCR0 keeps its single value, written as a string.
+	if got := pol.Statement[1].Condition[StringEqualsIgnoreCase][KeyPCR(0)]; !reflect.DeepEqual(got, One(testPCR0)) {
+		t.Errorf("PCR0 condition = %+v, want a single string", got)
+	}
+	data, err := Marshal(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	array := `"` + KeyPCR(4) + `": [`
+	if n := strings.Count(string(data), array); n != 2 {
+		t.Errorf("policy has %d PCR4 arrays, want 2 (Allow and Deny):\n%s", n, data)
+	}
+	back, err := Parse(data)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if !reflect.DeepEqual(back, pol) {
+		t.Errorf("round trip changed the policy:\n got %+v\nwant %+v", back, pol)
+	}
+
+	third := pcr.Hex(pcr.PCR4("i-0bbbbbbbbbbbbbbb0"))
+	for _, tc := range []struct {
+		name    string
+		context map[string]string
+		outcome Outcome
+		sid     string
+	}{
+		{"first instance", attested(testPCR0, testPCR4()), Allowed, SidDecrypt},
+		{"second instance", attested(testPCR0, second), Allowed, SidDecrypt},
+		{"second instance, upper case", attested(testPCR0, strings.ToUpper(second)), Allowed, SidDecrypt},
+		{"third instance", attested(testPCR0, third), ExplicitDeny, DenySid(KeyPCR(4))},
+		{"second instance, wrong image", attested(pcr.Hex(pcr.PCR3("not the image")), second), ExplicitDeny, DenySid(KeyPCR(0))},
+		{"no attestation", nil, ExplicitDeny, DenySid(KeyPCR(0))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Evaluate(pol, Request{Principal: enclaveSession, Action: "kms:Decrypt", Context: tc.context})
+			if err != nil {
+				t.Fatalf("Evaluate: %v", err)
+			}
+			if d.Outcome != tc.outcome || d.Statement != tc.sid {
+				t.Errorf("got %v by %q, want %v by %q: %s", d.Outcome, d.Statement, tc.outcome, tc.sid, d)
+			}
+		})
 	}
 }
 

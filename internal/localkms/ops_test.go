@@ -51,7 +51,7 @@ func TestKeyPolicyLifecycle(t *testing.T) {
 
 func TestGetKeyPolicyReturnsPolicy(t *testing.T) {
 	s := start(t, localkms.Config{Dir: t.TempDir()})
-	p, err := kmspolicy.Seed(kmspolicy.Params{AccountID: "111122223333", RoleARN: s.Credentials().RoleARN, Debug: true, PCR4: kmspolicy.DebugPCR})
+	p, err := kmspolicy.Seed(kmspolicy.Params{AccountID: "111122223333", RoleARN: s.Credentials().RoleARN, Debug: true, PCR4: []string{kmspolicy.DebugPCR}})
 	if err != nil {
 		t.Fatal(err)
 	}
