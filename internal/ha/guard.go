@@ -31,9 +31,11 @@ type Guard struct {
 	instance string
 	log      *slog.Logger
 
-	mu   sync.Mutex
-	rev  int64         // revision of the record last seen; -1: unknown
-	high signstate.HRS // highest position seen committed
+	mu      sync.Mutex
+	rev     int64           // revision of the record last seen; -1: unknown
+	last    signstate.State // the highest decision seen committed (authenticated)
+	lastBy  string          // and its instance; "" before the first
+	hasLast bool
 }
 
 // NewGuard returns the guard of instance, whose records key authenticates.
@@ -55,6 +57,12 @@ const maxAttempts = 8
 func (g *Guard) Commit(ctx context.Context, st signstate.State) (signstate.State, string, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.hasLast && st.HRS().Compare(g.last.HRS()) <= 0 {
+		// A decision at or above this position was committed: whatever
+		// the store says now (it may have been rolled back), this guard
+		// never writes below what it saw.
+		return g.last, g.lastBy, nil
+	}
 	rec, err := g.key.Seal(st, g.instance)
 	if err != nil {
 		return signstate.State{}, "", err
@@ -68,7 +76,8 @@ func (g *Guard) Commit(ctx context.Context, st signstate.State) (signstate.State
 			return signstate.State{}, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		if swapped {
-			g.rev, g.high = rev, st.HRS()
+			g.rev = rev
+			g.saw(st, g.instance)
 			return st, g.instance, nil
 		}
 		g.rev = rev
@@ -82,7 +91,7 @@ func (g *Guard) Commit(ctx context.Context, st signstate.State) (signstate.State
 			return signstate.State{}, "", err
 		}
 		g.noteRollback(won.HRS(), inst)
-		g.high = maxHRS(g.high, won.HRS())
+		g.saw(won, inst)
 		if won.HRS().Compare(st.HRS()) >= 0 {
 			return won, inst, nil
 		}
@@ -97,16 +106,17 @@ func (g *Guard) Commit(ctx context.Context, st signstate.State) (signstate.State
 // know: while the record was low, another instance could sign at a
 // position this one already committed.
 func (g *Guard) noteRollback(cur signstate.HRS, inst string) {
-	if cur.Compare(g.high) >= 0 {
+	if !g.hasLast || cur.Compare(g.last.HRS()) >= 0 {
 		return
 	}
 	g.log.Error("the cluster record is behind what this instance saw committed: it was deleted or rolled back in etcd",
-		"cluster", cur, "instance", inst, "seen", g.high)
+		"cluster", cur, "instance", inst, "seen", g.last.HRS())
 }
 
-func maxHRS(a, b signstate.HRS) signstate.HRS {
-	if a.Compare(b) >= 0 {
-		return a
+// saw records an authenticated decision, if it is the highest yet.
+func (g *Guard) saw(d signstate.State, by string) {
+	if !g.hasLast || d.HRS().Compare(g.last.HRS()) > 0 {
+		d.Signature = nil
+		g.last, g.lastBy, g.hasLast = d, by, true
 	}
-	return b
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,12 +25,14 @@ const (
 	ReasonWrongChainID  = "wrong_chain_id"
 	ReasonPersistFailed = "persist_failed"
 	ReasonInvalid       = "invalid"
+	ReasonCluster       = "cluster_unavailable" // [ha]: the decision could not be committed
+	ReasonLostRace      = "cluster_lost_race"   // [ha]: another decision was committed at or above the request
 	ReasonOther         = "other"
 )
 
 // reasons lists every refusal reason; Refused maps anything else to
 // ReasonOther, so the label's cardinality stays bounded.
-var reasons = []string{ReasonDoubleSign, ReasonRegression, ReasonWrongChainID, ReasonPersistFailed, ReasonInvalid, ReasonOther}
+var reasons = []string{ReasonDoubleSign, ReasonRegression, ReasonWrongChainID, ReasonPersistFailed, ReasonInvalid, ReasonCluster, ReasonLostRace, ReasonOther}
 
 // Signature types as the enclave names them (signstate.Step's String).
 var signatureTypes = []string{"proposal", "prevote", "precommit"}
@@ -109,13 +112,14 @@ type Metrics struct {
 	// credentials that never expire.
 	credsExpiry prometheus.Gauge
 
-	mu          sync.Mutex
-	ha          *haMetrics // nil without [ha]
-	enclaveOK   bool
-	lastSigned  time.Time // zero before the first signature
-	everSigned  bool
-	handlerOnce sync.Once
-	handler     http.Handler
+	mu            sync.Mutex
+	ha            *haMetrics // nil without [ha]
+	clusterFailed time.Time  // the last ReasonCluster refusal
+	enclaveOK     bool
+	lastSigned    time.Time // zero before the first signature
+	everSigned    bool
+	handlerOnce   sync.Once
+	handler       http.Handler
 }
 
 // New returns metrics on a fresh registry, which also carries the Go
@@ -228,12 +232,15 @@ func (m *Metrics) Signed(chainID, msgType string, height int64, round int32, ste
 // Refused records one refused signing request. A reason other than the Reason constants
 // is recorded as ReasonOther.
 func (m *Metrics) Refused(chainID, reason string) {
-	switch reason {
-	case ReasonDoubleSign, ReasonRegression, ReasonWrongChainID, ReasonPersistFailed, ReasonInvalid:
-	default:
+	if !slices.Contains(reasons, reason) {
 		reason = ReasonOther
 	}
 	m.refusals.WithLabelValues(chainID, reason).Inc()
+	if reason == ReasonCluster {
+		m.mu.Lock()
+		m.clusterFailed = m.now()
+		m.mu.Unlock()
+	}
 }
 
 // ReasonFromError maps the text of an enclave refusal (its log message
@@ -251,6 +258,10 @@ func ReasonFromError(errText string) string {
 		return false
 	}
 	switch {
+	case has("could not be committed to the cluster", "not committed to the cluster"):
+		return ReasonCluster
+	case has("the cluster holds another decision"):
+		return ReasonLostRace
 	case has("failed to persist", "state not persisted", "did not persist"):
 		return ReasonPersistFailed
 	case has("double sign"):
@@ -310,13 +321,15 @@ func (m *Metrics) Health() (ok bool, reason string) {
 	now := m.now()
 	m.mu.Lock()
 	enclaveOK, last, ever := m.enclaveOK, m.lastSigned, m.everSigned
-	ha, etcdOK := m.ha != nil, m.ha != nil && m.ha.up
+	ha, etcdOK, failed := m.ha != nil, m.ha != nil && m.ha.up, m.clusterFailed
 	m.mu.Unlock()
 	switch {
 	case !enclaveOK:
 		return false, "enclave unreachable"
 	case ha && !etcdOK:
 		return false, "etcd unavailable (no quorum): no signature can be released"
+	case ha && failed.After(last) && now.Sub(failed) <= m.window:
+		return false, "the last decision could not be committed to the cluster (see the enclave's refusal)"
 	case ha:
 		return true, ""
 	case ever && now.Sub(last) <= m.window:

@@ -333,6 +333,21 @@ func TestHAMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	m.Refused("c", ReasonFromError("refused to sign: the decision could not be committed to the cluster: decision not committed to the cluster: cluster guard unavailable"))
+	if code, body := get(t, srv, "/healthz"); code != 503 || !strings.Contains(body, "could not be committed") {
+		t.Fatalf("after a cluster refusal: %d %q", code, body)
+	}
+	m.Signed("c", "prevote", 5, 0, "prevote", time.Millisecond)
+	if code, body := get(t, srv, "/healthz"); code != 200 {
+		t.Fatalf("signing again: %d %q", code, body)
+	}
+	m.Refused("c", ReasonFromError("refused to sign: the cluster holds another decision at or above this position: double sign at 5/0/prevote"))
+	_, body = get(t, srv, "/metrics")
+	for _, want := range []string{`reason="cluster_unavailable"} 1`, `reason="cluster_lost_race"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	m.HAHealth(false, 3)
 	if code, _ := get(t, srv, "/healthz"); code != 503 {
 		t.Fatalf("etcd down: %d", code)

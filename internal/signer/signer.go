@@ -35,7 +35,7 @@ var (
 	ErrMaxHeight = errors.New("height above max_height")
 	// ErrCluster marks a decision the cluster guard did not accept or
 	// could not be asked about; nothing was signed.
-	ErrCluster = errors.New("cluster guard unavailable")
+	ErrCluster = errors.New("decision not committed to the cluster")
 )
 
 // Store persists the state. Save must be durable when it returns nil.
@@ -264,7 +264,7 @@ func (s *Signer) commitLocked(ctx context.Context, req signstate.Request, ts tim
 	if won.Signature, err = s.key.Sign(won.SignBytes); err != nil {
 		return Signed{}, true, fmt.Errorf("signer: failed to sign: %w", err)
 	}
-	if won.HRS().Compare(s.last.HRS()) > 0 {
+	if won.HRS().Compare(s.last.HRS()) >= 0 {
 		s.last, s.unpersisted = won, true
 	}
 	verdict, err := signstate.Check(won, req)
@@ -273,11 +273,11 @@ func (s *Signer) commitLocked(ctx context.Context, req signstate.Request, ts tim
 		err = fmt.Errorf("%w: the cluster returned a decision at %s for a request at %s", ErrCluster, won.HRS(), req.HRS)
 	}
 	if err != nil {
-		s.log.Error("refused to sign: another instance committed this position first", "chain_id", s.chainID, "type", req.Step,
+		s.log.Error("refused to sign: the cluster holds another decision at or above this position", "chain_id", s.chainID, "type", req.Step,
 			"hrs", req.HRS, "block", shortID(req.BlockID), "winner", instance, "winner_hrs", won.HRS(), "err", err)
 		return Signed{}, true, err
 	}
-	s.log.Info("another instance committed the same message first", "chain_id", s.chainID, "hrs", req.HRS, "winner", instance)
+	s.log.Info("the cluster holds this message already, answering with its signature", "chain_id", s.chainID, "hrs", req.HRS, "winner", instance)
 	out, err := s.reuseLocked(ctx, req, verdict, ts)
 	return out, true, err
 }

@@ -106,6 +106,10 @@ func (s *Store) CompareAndSwap(ctx context.Context, rev int64, record []byte) (b
 		s.o.Log.Error("could not commit the enclave's decision to etcd; it will not sign", "err", err)
 		return false, nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	if resp.Header == nil || !resp.Succeeded && len(resp.Responses) != 1 {
+		s.observe(latency, metrics.CommitUnavailable, "")
+		return false, nil, 0, fmt.Errorf("%w: malformed transaction response", ErrUnavailable)
+	}
 	if resp.Succeeded {
 		_, inst, _ := ha.Peek(record)
 		s.observe(latency, metrics.CommitWon, inst)
@@ -158,7 +162,9 @@ func (s *Store) Run(ctx context.Context) {
 		lease, err = s.renew(ctx, lease)
 		var snap Snapshot
 		if err == nil {
-			snap, err = s.Snapshot(ctx)
+			sctx, cancel := context.WithTimeout(ctx, period)
+			snap, err = s.Snapshot(sctx)
+			cancel()
 		}
 		alive := snap.Alive
 		if errors.Is(err, ha.ErrForged) {

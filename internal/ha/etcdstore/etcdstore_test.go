@@ -78,8 +78,11 @@ func TestGuard(t *testing.T) {
 		if got, inst, err = b.Commit(ctx, decision(2, 0xB)); err != nil || inst != "b" || got.Height != 2 {
 			t.Fatalf("b at the next position: %v %q %v", got, inst, err)
 		}
-		if got, inst, err = a.Commit(ctx, decision(1, 0xA)); err != nil || inst != "b" || got.Height != 2 {
-			t.Fatalf("a behind b: must learn b's later decision: %v %q %v", got, inst, err)
+		if got, inst, err = a.Commit(ctx, decision(1, 0xC)); err != nil || inst != "a" || got.Height != 1 || got.SignBytes[0] != 0xA {
+			t.Fatalf("a again at its own position: must get its decision back without writing: %v %q %v", got, inst, err)
+		}
+		if got, inst, err = a.Commit(ctx, decision(2, 0xA)); err != nil || inst != "b" || got.Height != 2 || got.SignBytes[0] != 0xB {
+			t.Fatalf("a behind b: must learn b's decision: %v %q %v", got, inst, err)
 		}
 	})
 
@@ -228,8 +231,26 @@ func TestSigners(t *testing.T) {
 			t.Fatalf("height %d: bad signature", h)
 		}
 	}
+	// An instance starting from an imported state (no sign bytes: only the
+	// block is known) must answer repeats at that position with the
+	// committed signature, never commit a new decision over it.
+	h := int64(20)
+	imported := signstate.State{Height: h, Step: signstate.StepPrevote,
+		BlockID: signstate.BlockID{Hash: bytes.Repeat([]byte{1}, 32), PartsTotal: 1, PartsHash: bytes.Repeat([]byte{2}, 32)}}
+	b := signer.New(key, chain, imported, memStore{}, signer.Options{Cluster: guard(t, open(t, c, "b2", nil), "b2", nil)})
+	a, err := signers[0].SignVote(ctx, chain, vote(h, 1, t0), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		got, err := b.SignVote(ctx, chain, vote(h, 1, t0.Add(time.Duration(i)*time.Second)), false)
+		if err != nil || !bytes.Equal(got.Signature, a.Signature) || !got.Timestamp.Equal(t0) {
+			t.Fatalf("repeat %d on an instance with an imported state: %v %v, want the committed signature", i, got.Timestamp, err)
+		}
+	}
+
 	c.Close()
-	if out, err := signers[0].SignVote(ctx, chain, vote(10, 1, t0), false); !errors.Is(err, signer.ErrCluster) || out.Signature != nil {
+	if out, err := signers[0].SignVote(ctx, chain, vote(30, 1, t0), false); !errors.Is(err, signer.ErrCluster) || out.Signature != nil {
 		t.Fatalf("without etcd: %x %v, want ErrCluster and nothing signed", out.Signature, err)
 	}
 }
