@@ -229,14 +229,16 @@ func TestHighAvailability(t *testing.T) {
 	// CometBFT waits for +2/3 prevotes before it times a round out: a
 	// single-validator chain stalls until its node restarts (in a real
 	// network the other validators' votes move the round on).
+	resumed := "quorum back"
 	if took, err = tryBlocks(3, 15*time.Second); err != nil {
 		t.Logf("the single-validator chain stalled on the refused votes; restarting the node")
 		n.Stop()
 		os.Remove(sock) // a killed node leaves its socket behind
 		n.Start(t, node)
 		took = waitBlocks("after quorum returned and the node restarted", 3)
+		resumed = "quorum back and the node restarted"
 	}
-	t.Logf("no quorum: height stayed at %d for 6s; quorum back: 3 blocks in %v", h2, took.Round(time.Millisecond))
+	t.Logf("no quorum: height stayed at %d for 6s; %s: 3 blocks in %v", h2, resumed, took.Round(time.Millisecond))
 
 	// The killed instance comes back and joins as a standby.
 	active.start(t, laddr)
