@@ -5,7 +5,6 @@
 package etcdlocal
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -161,12 +160,8 @@ func (c *Cluster) Stop(i int) {
 	}
 }
 
-// Restart starts member i again from its data. Restarting a member of a
-// cluster without quorum returns when quorum is back, so restart the
-// members of a lost quorum together with RestartStopped.
-func (c *Cluster) Restart(i int) error { return c.start(i) }
-
-// RestartStopped restarts every stopped member concurrently.
+// RestartStopped restarts every stopped member concurrently (members
+// of a lost quorum must come back together: each waits for the others).
 func (c *Cluster) RestartStopped() error {
 	c.mu.Lock()
 	var stopped []int
@@ -273,16 +268,4 @@ func (c *Cluster) writeCerts() error {
 
 func writePEM(path, typ string, der []byte) error {
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
-}
-
-// WaitLeader waits until a member is leader.
-func (c *Cluster) WaitLeader(ctx context.Context) error {
-	for c.Leader() < 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no etcd leader: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
 }
