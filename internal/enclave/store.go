@@ -13,9 +13,10 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
-// persistTimeout bounds one state acknowledgement: the node's own budget
-// for a signature is 5 s, and a late signature is a missed vote anyway.
-const persistTimeout = 2 * time.Second
+// roundTrip bounds one request on the state channel (a state to persist,
+// a decision to commit): the node's own budget for a signature is 5 s, and
+// a late signature is a missed vote anyway.
+const roundTrip = 2 * time.Second
 
 // remoteStore persists the signer's state on the host: each Save sends the
 // new state on the state channel and returns only when the host has
@@ -72,16 +73,12 @@ func (r *remoteStore) connect(ctx context.Context) (signstate.State, error) {
 
 // Save implements signer.Store.
 func (r *remoteStore) Save(ctx context.Context, st signstate.State) error {
-	rec, err := signstate.MarshalState(st)
+	req, err := persistRequest(st)
 	if err != nil {
 		return err
 	}
-	resp, err := r.call(ctx, &enclaveproto.PersistState{Record: rec, Height: st.Height, Round: st.Round, Step: int8(st.Step)})
-	if err == nil {
-		_, err = enclaveproto.Expect[*enclaveproto.StateAck](resp)
-	}
-	if err != nil {
-		return fmt.Errorf("the host did not persist the state: %w", err)
+	if err := acked(r.call(ctx, req)); err != nil {
+		return err
 	}
 	r.mu.Lock()
 	r.known = st
@@ -109,7 +106,7 @@ func (r *remoteStore) CompareAndSwap(ctx context.Context, rev int64, record []by
 func (r *remoteStore) call(ctx context.Context, m enclaveproto.Message) (enclaveproto.Message, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, persistTimeout)
+	ctx, cancel := context.WithTimeout(ctx, roundTrip)
 	defer cancel()
 	// A connection that served before may be stale (the helper restarted):
 	// one redial within the same deadline. Both requests are idempotent:
@@ -160,11 +157,23 @@ func (r *remoteStore) reconnect(ctx context.Context) error {
 }
 
 func (r *remoteStore) send(ctx context.Context, st signstate.State) error {
-	rec, err := signstate.MarshalState(st)
+	req, err := persistRequest(st)
 	if err != nil {
 		return err
 	}
-	resp, err := r.conn.Call(ctx, &enclaveproto.PersistState{Record: rec, Height: st.Height, Round: st.Round, Step: int8(st.Step)})
+	return acked(r.conn.Call(ctx, req))
+}
+
+func persistRequest(st signstate.State) (*enclaveproto.PersistState, error) {
+	rec, err := signstate.MarshalState(st)
+	if err != nil {
+		return nil, err
+	}
+	return &enclaveproto.PersistState{Record: rec, Height: st.Height, Round: st.Round, Step: int8(st.Step)}, nil
+}
+
+// acked turns the host's answer to PersistState into an error.
+func acked(resp enclaveproto.Message, err error) error {
 	if err == nil {
 		_, err = enclaveproto.Expect[*enclaveproto.StateAck](resp)
 	}

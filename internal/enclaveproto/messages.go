@@ -42,7 +42,7 @@ const (
 	CodeKMSAccessDenied = "kms-access-denied" // KMS refused Decrypt/Encrypt (policy, PCRs, credentials)
 	CodeKMS             = "kms"               // any other KMS failure
 	CodeStateRegression = "state-regression"  // state record below what the enclave already signed
-	CodeClusterDown     = "cluster-down"      // the high-availability store is unreachable or has no quorum
+	CodeClusterDown     = "cluster-down"      // a decision could not be committed: etcd unreachable, without quorum, or holding no decision record
 	CodeInternal        = "internal"
 )
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
@@ -18,9 +19,9 @@ var ErrUnavailable = errors.New("cluster guard unavailable")
 // Store is the shared store as the enclave reaches it (through its host).
 type Store interface {
 	// CompareAndSwap writes record if the stored record's revision is
-	// still rev (0: there is none) and reports whether it did. Either way
-	// it returns the record stored afterwards and its revision (nil and 0
-	// when there is none).
+	// still rev (0: there is none) and reports whether it did, with the
+	// new revision. If it did not, it returns the record stored and its
+	// revision (nil and 0 when there is none).
 	CompareAndSwap(ctx context.Context, rev int64, record []byte) (swapped bool, current []byte, currentRev int64, err error)
 }
 
@@ -48,7 +49,12 @@ func NewGuard(store Store, key Key, instance string, log *slog.Logger) *Guard {
 
 // maxAttempts bounds the retries when other instances keep committing
 // positions below the one asked for; each retry follows a commit elsewhere.
-const maxAttempts = 8
+// commitBudget bounds a whole Commit, retries included: the signer holds
+// its lock meanwhile, and the node's budget for a signature is 5 s.
+const (
+	maxAttempts  = 8
+	commitBudget = 2 * time.Second
+)
 
 // Commit makes st the cluster's decision at its position, unless the
 // cluster already holds a decision at or above it, and returns the
@@ -67,6 +73,8 @@ func (g *Guard) Commit(ctx context.Context, st signstate.State) (signstate.State
 	if err != nil {
 		return signstate.State{}, "", err
 	}
+	ctx, cancel := context.WithTimeout(ctx, commitBudget)
+	defer cancel()
 	for range maxAttempts {
 		swapped, cur, rev, err := g.store.CompareAndSwap(ctx, g.rev, rec)
 		if err != nil {

@@ -88,7 +88,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	if cluster != nil {
-		defer cluster.Close()
+		// Stop the health loop before the connection, or it reports etcd
+		// down on the way out.
+		defer func() { cancel(); cluster.Close() }()
 	}
 	stateServer := &StateServer{File: state, Log: o.Log, Metrics: m}
 	if cluster != nil {
@@ -138,17 +140,10 @@ func openCluster(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	if h == nil {
 		return nil, nil
 	}
-	tlsc, err := etcdstore.ClientTLS(h.CAFile, h.CertFile, h.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("[ha]: %w", err)
-	}
 	m.EnableHA()
-	st, err := etcdstore.Open(etcdstore.Options{
-		Endpoints: h.Endpoints, TLS: tlsc, Prefix: h.KeyPrefix, ChainID: cfg.ChainID, Instance: h.Instance,
-		LeaseTTL: time.Duration(h.LeaseTTL) * time.Second, Log: log.With("ha_instance", h.Instance), Metrics: m,
-	})
+	st, err := etcdstore.Dial(cfg, log.With("ha_instance", h.Instance), m)
 	if err != nil {
-		return nil, fmt.Errorf("[ha]: %w", err)
+		return nil, err
 	}
 	go st.Run(ctx)
 	log.Info("high availability: every decision is committed to etcd before it is signed", "instance", h.Instance, "endpoints", h.Endpoints)

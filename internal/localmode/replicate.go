@@ -68,10 +68,7 @@ func editConfig(home string, edit func(*config.Config)) error {
 		return err
 	}
 	edit(c)
-	if err := c.Validate(); err != nil {
-		return err
-	}
-	data, err := config.Marshal(c)
+	data, err := config.Marshal(c) // validates
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
@@ -15,13 +16,9 @@ import (
 // chain's decision and live instances. It writes nothing.
 func (r *runner) checkHA(ctx context.Context) Result {
 	h := r.cfg.HA
-	tlsc, err := etcdstore.ClientTLS(h.CAFile, h.CertFile, h.KeyFile)
+	st, err := etcdstore.Dial(r.cfg, nil, nil)
 	if err != nil {
-		return fail(CheckHA, err.Error(), "ca_file, cert_file and key_file in [ha] must be readable PEM files")
-	}
-	st, err := etcdstore.Open(etcdstore.Options{Endpoints: h.Endpoints, TLS: tlsc, Prefix: h.KeyPrefix, ChainID: r.cfg.ChainID, Instance: h.Instance})
-	if err != nil {
-		return fail(CheckHA, err.Error(), "check [ha] endpoints")
+		return fail(CheckHA, err.Error(), "ca_file, cert_file and key_file in [ha] must be readable PEM files, and endpoints valid")
 	}
 	defer st.Close()
 	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
@@ -43,10 +40,8 @@ func (r *runner) checkHA(ctx context.Context) Result {
 		return warn(CheckHA, detail+fmt.Sprintf("; the local state (%s) is ahead of the cluster's", local.HRS()),
 			"etcd lost or rolled back the decision record (restored from a backup, or deleted): this instance's local state still protects it, other instances only know etcd's")
 	}
-	for _, a := range snap.Alive {
-		if a == h.Instance {
-			return warn(CheckHA, detail, "an instance named "+h.Instance+" is already alive: give each signer its own [ha] instance name (or this one is already running)")
-		}
+	if slices.Contains(snap.Alive, h.Instance) {
+		detail += "; " + h.Instance + " (this instance's name) is among them: this helper is running, or another signer uses the same name"
 	}
 	return pass(CheckHA, detail)
 }

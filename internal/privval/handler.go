@@ -29,7 +29,7 @@ const (
 	CodeDoubleSign  = 2 // conflicting message at a signed height/round/step (tmkms uses 2 too)
 	CodeRegression  = 3 // height, round or step below the last signed one
 	CodeInvalid     = 4 // malformed vote or proposal
-	CodeUnavailable = 5 // state could not be persisted; nothing signed
+	CodeUnavailable = 5 // state not persisted, or decision not committed to the HA cluster; nothing signed
 	CodeRefused     = 6 // request this signer refuses by policy (SignBytes, above max_height)
 )
 

@@ -1,7 +1,7 @@
 // Package etcdlocal runs a real etcd cluster inside this process
 // (go.etcd.io/etcd/server/v3/embed) on loopback, with client TLS and
-// client certificate authentication as in production, for tests and the
-// benchmark; members can be stopped and restarted.
+// client certificate authentication as in production, for tests, the
+// benchmark and demo --ha; members can be stopped and restarted.
 package etcdlocal
 
 import (
@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -86,8 +85,18 @@ func Start(dir string, n int) (*Cluster, error) {
 	return c, nil
 }
 
+// T is the part of testing.TB that StartT uses (this package is also
+// linked into the helper, for demo --ha and the benchmark, so it does not
+// import testing).
+type T interface {
+	Helper()
+	TempDir() string
+	Cleanup(func())
+	Fatal(args ...any)
+}
+
 // StartT is Start for a test, stopped when the test ends.
-func StartT(t testing.TB, n int) *Cluster {
+func StartT(t T, n int) *Cluster {
 	t.Helper()
 	c, err := Start(t.TempDir(), n)
 	if err != nil {

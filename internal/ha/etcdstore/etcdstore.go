@@ -1,8 +1,9 @@
 // Package etcdstore is the host's side of high availability: it relays
 // the enclave's compare-and-swap of its decision record to an etcd
 // cluster, keeps this instance listed under a lease, and watches etcd's
-// health. It never interprets a record beyond logging its position: the
-// enclave authenticates what it is given (package ha).
+// health. It cannot authenticate a record (only an enclave can, package
+// ha): it reads a record's position and instance for its logs and
+// metrics, and refuses to relay what cannot be a record at all.
 //
 // Keys, under the configured prefix:
 //
@@ -25,14 +26,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
-
-// ErrUnavailable marks an etcd that did not answer in time (unreachable,
-// or without quorum).
-var ErrUnavailable = errors.New("etcd unavailable")
 
 // Options configure Open.
 type Options struct {
@@ -44,9 +42,6 @@ type Options struct {
 	LeaseTTL  time.Duration
 	Log       *slog.Logger
 	Metrics   *metrics.Metrics // optional
-	// CommitTimeout bounds one compare-and-swap; it must end before the
-	// enclave's own deadline so that the enclave gets an answer.
-	CommitTimeout time.Duration
 }
 
 // Store is an open connection to the cluster.
@@ -57,18 +52,26 @@ type Store struct {
 	members  string // instances prefix
 }
 
-// DefaultCommitTimeout leaves the enclave (2 s per state round trip) time
-// to hear the answer.
-const DefaultCommitTimeout = 1500 * time.Millisecond
+// commitTimeout bounds one compare-and-swap, so that the enclave (which
+// gives each state-channel round trip 2 s) hears the answer.
+const commitTimeout = 1500 * time.Millisecond
+
+// Dial opens the cluster of cfg's [ha] table for its chain.
+func Dial(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*Store, error) {
+	h := cfg.HA
+	tlsc, err := ClientTLS(h.CAFile, h.CertFile, h.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("[ha]: %w", err)
+	}
+	return Open(Options{Endpoints: h.Endpoints, TLS: tlsc, Prefix: h.KeyPrefix, ChainID: cfg.ChainID, Instance: h.Instance,
+		LeaseTTL: time.Duration(h.LeaseTTL) * time.Second, Log: log, Metrics: m})
+}
 
 // Open connects to etcd. It does not wait for the cluster: Run reports its
 // health, and a commit without quorum fails.
 func Open(o Options) (*Store, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.CommitTimeout <= 0 {
-		o.CommitTimeout = DefaultCommitTimeout
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            o.Endpoints,
@@ -92,7 +95,7 @@ func (s *Store) Close() error { return s.cli.Close() }
 // transaction: write record if the decision's revision is still rev,
 // else read it.
 func (s *Store) CompareAndSwap(ctx context.Context, rev int64, record []byte) (bool, []byte, int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.o.CommitTimeout)
+	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
 	defer cancel()
 	start := time.Now()
 	resp, err := s.cli.Txn(ctx).
@@ -104,11 +107,11 @@ func (s *Store) CompareAndSwap(ctx context.Context, rev int64, record []byte) (b
 	if err != nil {
 		s.observe(latency, metrics.CommitUnavailable, "")
 		s.o.Log.Error("could not commit the enclave's decision to etcd; it will not sign", "err", err)
-		return false, nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return false, nil, 0, fmt.Errorf("etcd unavailable: %w", err)
 	}
 	if resp.Header == nil || !resp.Succeeded && len(resp.Responses) != 1 {
 		s.observe(latency, metrics.CommitUnavailable, "")
-		return false, nil, 0, fmt.Errorf("%w: malformed transaction response", ErrUnavailable)
+		return false, nil, 0, errors.New("etcd unavailable: malformed transaction response")
 	}
 	if resp.Succeeded {
 		_, inst, _ := ha.Peek(record)
@@ -123,7 +126,8 @@ func (s *Store) CompareAndSwap(ctx context.Context, rev int64, record []byte) (b
 	cur := kvs[0]
 	if len(cur.Value) > ha.MaxRecordSize {
 		// Relaying it would only break the state channel's frame limit.
-		s.o.Log.Error("the decision record in etcd is too large to be one; no instance will sign until it is removed", "key", s.decision, "bytes", len(cur.Value))
+		s.o.Log.Error("the decision key in etcd holds something no signer wrote (too large for a decision record); no instance will sign until it is removed",
+			"key", s.decision, "bytes", len(cur.Value))
 		return false, nil, 0, fmt.Errorf("%w: %s holds %d bytes, larger than any decision record", ha.ErrForged, s.decision, len(cur.Value))
 	}
 	hrs, inst, ok := ha.Peek(cur.Value)
@@ -148,29 +152,32 @@ func (s *Store) observe(latency time.Duration, result, decider string) {
 // instances appearing and disappearing, another instance taking over the
 // signing. Standbys report who signs too.
 func (s *Store) Run(ctx context.Context) {
-	period := max(s.o.LeaseTTL/3, time.Second)
-	t := time.NewTicker(period)
+	t := time.NewTicker(s.period())
 	defer t.Stop()
 	var (
 		lease   clientv3.LeaseID
 		up      = true
 		seen    []string
 		signing string // the instance that made the latest decision
+		bad     string // the last complaint about the record, logged once
 	)
 	for {
 		var err error
 		lease, err = s.renew(ctx, lease)
 		var snap Snapshot
 		if err == nil {
-			sctx, cancel := context.WithTimeout(ctx, period)
-			snap, err = s.Snapshot(sctx)
-			cancel()
+			snap, err = s.Snapshot(ctx)
 		}
 		alive := snap.Alive
 		if errors.Is(err, ha.ErrForged) {
 			// etcd answers; the enclaves refuse the record and sign nothing.
-			s.o.Log.Error("the decision record in etcd is not one; no instance will sign until it is removed", "err", err)
+			if err.Error() != bad {
+				s.o.Log.Error("the decision key in etcd holds something no signer wrote; no instance will sign until it is removed", "err", err)
+				bad = err.Error()
+			}
 			err = nil
+		} else if err == nil {
+			bad = ""
 		}
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -179,6 +186,7 @@ func (s *Store) Run(ctx context.Context) {
 			}
 			up = false
 			lease = 0
+			seen = nil
 		case err == nil:
 			if !up {
 				s.o.Log.Info("etcd is available again")
@@ -210,7 +218,7 @@ func (s *Store) Run(ctx context.Context) {
 // renew keeps the instance key alive, granting a new lease when the old
 // one is gone (expired while etcd was unreachable).
 func (s *Store) renew(ctx context.Context, lease clientv3.LeaseID) (clientv3.LeaseID, error) {
-	ctx, cancel := context.WithTimeout(ctx, max(s.o.LeaseTTL/3, time.Second))
+	ctx, cancel := context.WithTimeout(ctx, s.period())
 	defer cancel()
 	if lease != 0 {
 		if _, err := s.cli.KeepAliveOnce(ctx, lease); err == nil {
@@ -230,8 +238,6 @@ func (s *Store) renew(ctx context.Context, lease clientv3.LeaseID) (clientv3.Lea
 // alive lists the instances holding a lease, with a linearizable read (so
 // it fails without quorum).
 func (s *Store) alive(ctx context.Context) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, max(s.o.LeaseTTL/3, time.Second))
-	defer cancel()
 	resp, err := s.cli.Get(ctx, s.members, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, err
@@ -253,12 +259,14 @@ type Snapshot struct {
 }
 
 // Snapshot reads the decision and the live instances with linearizable
-// reads, so it fails without quorum.
+// reads, so it fails without quorum. It waits at most a health period.
 func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.period())
+	defer cancel()
 	snap := Snapshot{Key: s.decision}
 	resp, err := s.cli.Get(ctx, s.decision)
 	if err != nil {
-		return snap, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return snap, fmt.Errorf("etcd unavailable: %w", err)
 	}
 	var bad error
 	if len(resp.Kvs) > 0 {
@@ -266,14 +274,17 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if ok {
 			snap.Decision, snap.By = &hrs, inst
 		} else {
-			bad = fmt.Errorf("%w: %s holds something that is not a decision record", ha.ErrForged, s.decision)
+			bad = fmt.Errorf("%w: %s holds something no signer wrote (it does not decode as a decision record)", ha.ErrForged, s.decision)
 		}
 	}
 	if snap.Alive, err = s.alive(ctx); err != nil {
-		return snap, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return snap, fmt.Errorf("etcd unavailable: %w", err)
 	}
 	return snap, bad
 }
+
+// period is how often Run checks etcd, and how long each check may take.
+func (s *Store) period() time.Duration { return max(s.o.LeaseTTL/3, time.Second) }
 
 // ClientTLS builds the TLS configuration of [ha]: the CA that verifies the
 // etcd servers and this instance's client certificate.
