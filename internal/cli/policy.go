@@ -7,7 +7,7 @@ import (
 )
 
 func runPolicy(_ context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "policy", "--account ID --role NAME --pcr0 HEX --pcr4 HEX [--pcr4 HEX...] [flags]",
+	fs := newFlags(env, "policy", "--account ID --role NAME --pcr0 HEX [--pcr0 HEX] --pcr4 HEX [--pcr4 HEX...] [flags]",
 		"Prints the KMS key policy that lets only the enclave decrypt the validator key (seed guide step 4.2):\n"+
 			"Decrypt for the instance role with an attestation whose PCRs match, Encrypt for the instance role,\n"+
 			"and an explicit Deny of Decrypt without that attestation for everyone else.")
@@ -15,7 +15,8 @@ func runPolicy(_ context.Context, env *Env, args []string) error {
 	fs.StringVar(&p.AccountID, "account", "", "AWS account id that owns the key and the role")
 	fs.StringVar(&p.RoleName, "role", "", "name of the EC2 instance role")
 	fs.StringVar(&p.RoleARN, "role-arn", "", "full ARN of the EC2 instance role (instead of --role)")
-	fs.StringVar(&p.PCR0, "pcr0", "", "PCR0 of the enclave image (tmkms-nitro-helper pcr --eif, or nitro-cli build-enclave)")
+	fs.Func("pcr0", "PCR0 of the enclave image (tmkms-nitro-helper pcr --eif, or nitro-cli build-enclave); give the old and the new one while upgrading",
+		func(v string) error { p.PCR0 = append(p.PCR0, v); return nil })
 	fs.Func("pcr4", "PCR4 of a parent instance (tmkms-nitro-helper pcr --instance-id); repeat for each instance of a high-availability set",
 		func(v string) error { p.PCR4 = append(p.PCR4, v); return nil })
 	fs.StringVar(&p.PCR3, "pcr3", "", "optional PCR3 (parent instance role)")

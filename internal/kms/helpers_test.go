@@ -126,7 +126,7 @@ func (f *fixture) createKey(t *testing.T) string {
 	t.Helper()
 	policy, err := kmspolicy.Seed(kmspolicy.Params{
 		AccountID: "111122223333", RoleARN: f.srv.Credentials().RoleARN,
-		PCR0: hex.EncodeToString(f.pcr0), PCR4: []string{hex.EncodeToString(f.pcr4)},
+		PCR0: []string{hex.EncodeToString(f.pcr0)}, PCR4: []string{hex.EncodeToString(f.pcr4)},
 	})
 	if err != nil {
 		t.Fatal(err)

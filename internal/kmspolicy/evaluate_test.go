@@ -30,7 +30,7 @@ func TestEvaluateSeedPolicy(t *testing.T) {
 	namedAdmins.NoDeny = true
 	namedAdmins.Admins = []string{adminRole}
 	debug := seedParams()
-	debug.PCR0, debug.Debug = "", true
+	debug.PCR0, debug.Debug = nil, true
 
 	wrongPCR0 := pcr.Hex(pcr.PCR3("not the image"))
 	otherInstance := pcr.Hex(pcr.PCR4("i-0fffffffffffffff0"))

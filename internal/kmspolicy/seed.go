@@ -56,8 +56,11 @@ type Params struct {
 	RoleName  string // the EC2 instance role, used when RoleARN is empty
 	RoleARN   string // the EC2 instance role's full ARN (wins over RoleName)
 
-	PCR0  string // nitro-cli build-enclave's PCR0, 96 hex digits
-	Debug bool   // pin PCR0 to DebugPCR instead (seed guide: debug mode)
+	// PCR0 holds the PCR0 (nitro-cli build-enclave's) of each enclave
+	// image allowed: one, or the old and the new one during an upgrade
+	// (deploy/README.md, step 5). Same rules as PCR4.
+	PCR0  []string
+	Debug bool // pin PCR0 to DebugPCR instead (seed guide: debug mode)
 	// PCR4 holds the PCR4 (see pcr.PCR4) of each EC2 instance that runs a
 	// signer: one for a single signer, several for a high-availability set
 	// sharing the sealed key. At least one is required; each is 96 hex
@@ -159,17 +162,17 @@ func (p pin) strings() Strings {
 func (p Params) pins() ([]pin, error) {
 	pcr0 := p.PCR0
 	if p.Debug {
-		if pcr0 != "" && pcr0 != DebugPCR {
+		if len(pcr0) > 1 || len(pcr0) == 1 && pcr0[0] != DebugPCR {
 			return nil, errors.New("kmspolicy: both Debug and a non-zero PCR0 given")
 		}
-		pcr0 = DebugPCR
+		pcr0 = []string{DebugPCR}
 	}
 	candidates := []struct {
 		key      string
 		values   []string
 		required bool
 	}{
-		{KeyPCR(0), []string{pcr0}, true}, {KeyPCR(3), []string{p.PCR3}, false}, {KeyPCR(4), p.PCR4, true},
+		{KeyPCR(0), pcr0, true}, {KeyPCR(3), []string{p.PCR3}, false}, {KeyPCR(4), p.PCR4, true},
 		{KeyPCR(8), []string{p.PCR8}, false}, {KeyImageSha384, []string{p.ImageSha384}, false},
 	}
 	var out []pin

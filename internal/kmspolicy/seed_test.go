@@ -28,7 +28,7 @@ const testPCR0 = "287b24930a9f0fe14b01a71ecdc00d8be8fad90f9834d547158854b8279c74
 func testPCR4() string { v := pcr.PCR4(testInstance); return pcr.Hex(v) }
 
 func seedParams() Params {
-	return Params{AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: []string{testPCR4()}}
+	return Params{AccountID: testAccount, RoleName: testRole, PCR0: []string{testPCR0}, PCR4: []string{testPCR4()}}
 }
 
 func mustSeed(t *testing.T, p Params) Policy {
@@ -67,10 +67,10 @@ func TestSeedRoundTripsAndValidates(t *testing.T) {
 	for name, p := range map[string]Params{
 		"default":    seedParams(),
 		"debug":      {AccountID: testAccount, RoleName: testRole, Debug: true, PCR4: []string{testPCR4()}},
-		"all pins":   {AccountID: testAccount, RoleARN: testRoleARN, PCR0: testPCR0, PCR4: []string{testPCR4()}, PCR3: testPCR4(), PCR8: testPCR0, ImageSha384: testPCR0},
-		"no deny":    {AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: []string{testPCR4()}, NoDeny: true},
-		"two admins": {AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: []string{testPCR4()}, Admins: []string{"arn:aws:iam::111122223333:role/a", "arn:aws:iam::111122223333:role/b"}},
-		"china":      {Partition: "aws-cn", AccountID: testAccount, RoleName: testRole, PCR0: testPCR0, PCR4: []string{testPCR4()}},
+		"all pins":   {AccountID: testAccount, RoleARN: testRoleARN, PCR0: []string{testPCR0}, PCR4: []string{testPCR4()}, PCR3: testPCR4(), PCR8: testPCR0, ImageSha384: testPCR0},
+		"no deny":    {AccountID: testAccount, RoleName: testRole, PCR0: []string{testPCR0}, PCR4: []string{testPCR4()}, NoDeny: true},
+		"two admins": {AccountID: testAccount, RoleName: testRole, PCR0: []string{testPCR0}, PCR4: []string{testPCR4()}, Admins: []string{"arn:aws:iam::111122223333:role/a", "arn:aws:iam::111122223333:role/b"}},
+		"china":      {Partition: "aws-cn", AccountID: testAccount, RoleName: testRole, PCR0: []string{testPCR0}, PCR4: []string{testPCR4()}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			pol := mustSeed(t, p)
@@ -102,7 +102,7 @@ func TestSeedDebugPinsZeroPCR0(t *testing.T) {
 
 func TestSeedNormalisesHexToLowerCase(t *testing.T) {
 	p := seedParams()
-	p.PCR0 = strings.ToUpper(p.PCR0)
+	p.PCR0 = []string{strings.ToUpper(p.PCR0[0])}
 	pol := mustSeed(t, p)
 	if got := pol.Statement[1].Condition[StringEqualsIgnoreCase][KeyPCR(0)].Values[0]; got != testPCR0 {
 		t.Errorf("PCR0 = %s, want lower case %s", got, testPCR0)
@@ -118,11 +118,11 @@ func TestSeedRejects(t *testing.T) {
 		"role ARN of a user":   edit(func(p *Params) { p.RoleARN = "arn:aws:iam::111122223333:user/bob" }),
 		"role in other acct":   edit(func(p *Params) { p.RoleARN = "arn:aws:iam::999999999999:role/r" }),
 		"role other partition": edit(func(p *Params) { p.RoleARN = "arn:aws-cn:iam::111122223333:role/r" }),
-		"no PCR0":              edit(func(p *Params) { p.PCR0 = "" }),
+		"no PCR0":              edit(func(p *Params) { p.PCR0 = nil }),
 		"no PCR4":              edit(func(p *Params) { p.PCR4 = nil }),
 		"empty PCR4 list":      edit(func(p *Params) { p.PCR4 = []string{} }),
 		"empty PCR4 value":     edit(func(p *Params) { p.PCR4 = []string{""} }),
-		"short PCR0":           edit(func(p *Params) { p.PCR0 = "abcd" }),
+		"short PCR0":           edit(func(p *Params) { p.PCR0 = []string{"abcd"} }),
 		"non-hex PCR4":         edit(func(p *Params) { p.PCR4 = []string{strings.Repeat("zz", 48)} }),
 		"second PCR4 invalid":  edit(func(p *Params) { p.PCR4 = append(p.PCR4, "abcd") }),
 		"second PCR4 empty":    edit(func(p *Params) { p.PCR4 = append(p.PCR4, "") }),
@@ -130,6 +130,8 @@ func TestSeedRejects(t *testing.T) {
 		"duplicate PCR4 case":  edit(func(p *Params) { p.PCR4 = append(p.PCR4, strings.ToUpper(p.PCR4[0])) }),
 		"bad optional PCR8":    edit(func(p *Params) { p.PCR8 = "0" }),
 		"debug and PCR0":       edit(func(p *Params) { p.Debug = true }),
+		"duplicate PCR0":       edit(func(p *Params) { p.PCR0 = append(p.PCR0, strings.ToUpper(p.PCR0[0])) }),
+		"second PCR0 invalid":  edit(func(p *Params) { p.PCR0 = append(p.PCR0, "00") }),
 	} {
 		if _, err := Seed(p); err == nil {
 			t.Errorf("%s: Seed succeeded", name)
@@ -219,5 +221,31 @@ func TestRecipientContext(t *testing.T) {
 	}
 	if !reflect.DeepEqual(ctx, want) {
 		t.Errorf("RecipientContext = %v, want %v", ctx, want)
+	}
+}
+
+// TestSeedTwoImages: during an upgrade the policy names the old and the new
+// image; both may decrypt, any other image hits the PCR0 Deny.
+func TestSeedTwoImages(t *testing.T) {
+	next := pcr.Hex(pcr.PCR3("the next image"))
+	p := seedParams()
+	p.PCR0 = append(p.PCR0, next)
+	pol := mustSeed(t, p)
+	for _, tc := range []struct {
+		name    string
+		pcr0    string
+		outcome Outcome
+	}{
+		{"old image", testPCR0, Allowed},
+		{"new image", next, Allowed},
+		{"another image", pcr.Hex(pcr.PCR3("not the image")), ExplicitDeny},
+	} {
+		d, err := Evaluate(pol, Request{Principal: enclaveSession, Action: "kms:Decrypt", Context: attested(tc.pcr0, testPCR4())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Outcome != tc.outcome {
+			t.Errorf("%s: %v, want %v", tc.name, d.Outcome, tc.outcome)
+		}
 	}
 }

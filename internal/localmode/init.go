@@ -112,7 +112,7 @@ func createKey(ctx context.Context, k *KMS, bin string) (string, error) {
 	pol, err := kmspolicy.Seed(kmspolicy.Params{
 		AccountID: accountOf(k.Credentials().RoleARN),
 		RoleARN:   k.Credentials().RoleARN,
-		PCR0:      fmt.Sprintf("%x", pcr0),
+		PCR0:      []string{fmt.Sprintf("%x", pcr0)},
 		PCR4:      []string{pcr.Hex(pcr4)},
 	})
 	if err != nil {
