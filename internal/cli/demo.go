@@ -118,10 +118,13 @@ func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error 
 	fmt.Fprintf(d.env.Stdout, "consensus public key: %s\n", pubkey.JSON(res.PubKey))
 	homes := []string{first}
 	if d.instances > 0 {
-		if homes, err = d.setUpHA(dir, first); err != nil {
+		homes, err = d.setUpHA(dir, first)
+		if d.cluster != nil {
+			defer d.cluster.Close()
+		}
+		if err != nil {
 			return err
 		}
-		defer d.cluster.Close()
 	}
 	fmt.Fprintln(d.env.Stdout)
 
@@ -150,21 +153,21 @@ func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error 
 	defer node.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	stopped := d.instances == 0
+	stoppedOne := false // with --ha: the signing instance was stopped
 	for node.Height() < blocks {
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(d.env.Stdout, "\ninterrupted")
 			return d.summary(node.Height(), time.Since(start))
 		case err := <-errc:
-			if stopped && d.instances > 0 && err == nil {
+			if stoppedOne && err == nil {
 				continue // the instance stopped on purpose
 			}
 			return fmt.Errorf("the signer stopped: %w", err)
 		case <-tick.C:
 		}
-		if !stopped && node.Height() >= blocks/2 {
-			stopped = d.stopSigning(signers)
+		if d.instances > 0 && !stoppedOne && node.Height() >= blocks/2 {
+			stoppedOne = d.stopSigning(signers)
 		}
 	}
 	return d.summary(node.Height(), time.Since(start))

@@ -87,14 +87,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if cluster != nil {
+	stateServer := &StateServer{File: state, Log: o.Log, Metrics: m}
+	if cluster != nil { // not a nil *Store in the interface
+		stateServer.Cluster = cluster
 		// Stop the health loop before the connection, or it reports etcd
 		// down on the way out.
 		defer func() { cancel(); cluster.Close() }()
-	}
-	stateServer := &StateServer{File: state, Log: o.Log, Metrics: m}
-	if cluster != nil {
-		stateServer.Cluster = cluster
 	}
 	errs := []error{
 		serve("state", cfg.EnclaveStatePort, stateServer.Serve),

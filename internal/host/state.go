@@ -100,9 +100,6 @@ func (s *StateServer) commit(ctx context.Context, d *enclaveproto.CommitDecision
 	if err != nil {
 		return &enclaveproto.Error{Code: enclaveproto.CodeClusterDown, Message: err.Error()}
 	}
-	if ok {
-		cur = nil // the enclave knows what it wrote
-	}
 	return &enclaveproto.CommitResult{Committed: ok, Current: cur, Revision: rev}
 }
 

@@ -223,7 +223,7 @@ func (s *Signer) signLocked(ctx context.Context, req signstate.Request, ts time.
 	// it, so a failed or withheld acknowledgement must not let a different
 	// payload be signed at this position. Only this payload may be
 	// released here, once its state is durable.
-	s.last = signstate.State{Height: req.Height, Round: req.Round, Step: req.Step, BlockID: req.BlockID, SignBytes: req.SignBytes, Signature: sig}
+	s.last = req.State(sig)
 	s.unpersisted = true
 	if err := s.persistLocked(ctx); err != nil {
 		return Signed{}, err
@@ -250,8 +250,7 @@ func (s *Signer) reuseLocked(ctx context.Context, req signstate.Request, verdict
 // req is either the same message (answered with the same signature, which
 // ed25519 makes identical) or is refused.
 func (s *Signer) commitLocked(ctx context.Context, req signstate.Request, ts time.Time) (Signed, bool, error) {
-	cand := signstate.State{Height: req.Height, Round: req.Round, Step: req.Step, BlockID: req.BlockID, SignBytes: req.SignBytes}
-	won, instance, err := s.cluster.Commit(ctx, cand)
+	won, instance, err := s.cluster.Commit(ctx, req.State(nil))
 	if err != nil {
 		s.log.Error("refused to sign: the decision could not be committed to the cluster", "chain_id", s.chainID, "hrs", req.HRS, "err", err)
 		return Signed{}, true, fmt.Errorf("%w: %w", ErrCluster, err)

@@ -19,6 +19,12 @@ type Request struct {
 	SignBytes []byte
 }
 
+// State is the state that records req signed with sig (nil: a decision
+// not signed yet).
+func (req Request) State(sig []byte) State {
+	return State{Height: req.Height, Round: req.Round, Step: req.Step, BlockID: req.BlockID, SignBytes: req.SignBytes, Signature: sig}
+}
+
 // Verdict says how to answer a request that Check allowed.
 type Verdict struct {
 	// Reuse is set when the request repeats the last signed message: the

@@ -116,7 +116,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, rev int64, record []byte) (b
 	if resp.Succeeded {
 		_, inst, _ := ha.Peek(record)
 		s.observe(latency, metrics.CommitWon, inst)
-		return true, record, resp.Header.Revision, nil
+		return true, nil, resp.Header.Revision, nil
 	}
 	kvs := resp.Responses[0].GetResponseRange().GetKvs()
 	if len(kvs) == 0 {
