@@ -249,9 +249,18 @@ func (n *Node) WaitHeight(ctx context.Context, h int64) error {
 	}
 }
 
-// VerifyCommit checks that the commit of height h carries a valid
-// signature by pk.
-func (n *Node) VerifyCommit(ctx context.Context, h int64, pk crypto.PubKey) error {
+// VerifyCommits checks that the commit of every height from first to last
+// carries a valid signature by pk.
+func (n *Node) VerifyCommits(ctx context.Context, first, last int64, pk crypto.PubKey) error {
+	for h := first; h <= last; h++ {
+		if err := n.verifyCommit(ctx, h, pk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) verifyCommit(ctx context.Context, h int64, pk crypto.PubKey) error {
 	var res struct {
 		SignedHeader struct {
 			Commit struct {

@@ -89,6 +89,17 @@ func TestNoSecretsInLogs(t *testing.T) {
 // by the enclave, as `import` does.
 func importSeed(t *testing.T, bin, home string, seed []byte) {
 	t.Helper()
+	gk, cfg := sealSeed(t, bin, home, seed)
+	if err := host.WriteSecret(cfg.SealedConsensusKeyPath, gk.SealedKey, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sealSeed has home's enclave (started for the purpose, with the local
+// KMS) seal seed as a consensus key, and returns the result and home's
+// configuration.
+func sealSeed(t *testing.T, bin, home string, seed []byte) (*enclaveproto.GeneratedKey, *config.Config) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	kms, err := localmode.StartKMS(home, nil)
@@ -111,9 +122,7 @@ func importSeed(t *testing.T, bin, home string, seed []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := host.WriteSecret(cfg.SealedConsensusKeyPath, gk.SealedKey, true); err != nil {
-		t.Fatal(err)
-	}
+	return gk, cfg
 }
 
 func nopLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
