@@ -71,8 +71,8 @@ func decodeSlot(buf []byte) (uint64, State, error) {
 // step i8, block hash (u8 len), parts total u32, parts hash (u8 len), sign
 // bytes (u16 len), signature (u8 len).
 func MarshalState(s State) ([]byte, error) {
-	if len(s.BlockID.Hash) > maxHashSize || len(s.BlockID.PartsHash) > maxHashSize || len(s.Signature) > maxSigSize {
-		return nil, errors.New("signstate: state has an oversized field")
+	if err := checkSizes(s); err != nil {
+		return nil, fmt.Errorf("signstate: %w", err)
 	}
 	b := make([]byte, 0, 13+1+len(s.BlockID.Hash)+5+len(s.BlockID.PartsHash)+2+len(s.SignBytes)+1+len(s.Signature))
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Height))
@@ -147,10 +147,25 @@ func UnmarshalState(b []byte) (State, error) {
 	if len(r.b) != 0 {
 		return State{}, errors.New("trailing bytes in payload")
 	}
+	// What MarshalState would refuse to write is no record either.
+	if len(b) > maxPayload {
+		return State{}, fmt.Errorf("payload of %d bytes exceeds %d", len(b), maxPayload)
+	}
+	if err := checkSizes(s); err != nil {
+		return State{}, err
+	}
 	if err := validate(s); err != nil {
 		return State{}, err
 	}
 	return s, nil
+}
+
+// checkSizes refuses fields larger than a slot holds.
+func checkSizes(s State) error {
+	if len(s.BlockID.Hash) > maxHashSize || len(s.BlockID.PartsHash) > maxHashSize || len(s.Signature) > maxSigSize {
+		return errors.New("state has an oversized field")
+	}
+	return nil
 }
 
 func clone(b []byte) []byte {
