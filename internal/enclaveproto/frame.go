@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Frame constants.
@@ -103,8 +104,10 @@ func putHeader(b []byte, t Type, id uint64, n int) {
 }
 
 // Read reads one frame from r and decodes it. It refuses a payload longer
-// than limit (or than its type's MaxPayload) before allocating it. It reads
-// exactly one frame, so r need not be buffered.
+// than limit (or than its type's MaxPayload) before allocating it, and
+// allocates an accepted one as its bytes arrive, so a frame whose header
+// declares a megabyte that never comes costs payloadChunk, not a megabyte.
+// It reads exactly one frame, so r need not be buffered.
 //
 // Once the header is read the request id is returned even with an error,
 // so a server can answer with an Error under the right id. After an error
@@ -121,8 +124,8 @@ func Read(r io.Reader, limit int) (Message, uint64, error) {
 	if err != nil {
 		return nil, id, err
 	}
-	payload := make([]byte, n)
-	if _, err := io.ReadFull(r, payload); err != nil {
+	payload, err := readPayload(r, n)
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -130,6 +133,27 @@ func Read(r io.Reader, limit int) (Message, uint64, error) {
 	}
 	m, err := unmarshal(t, payload)
 	return m, id, err
+}
+
+// payloadChunk is the most of a payload Read allocates ahead of its bytes.
+const payloadChunk = 64 << 10
+
+// readPayload reads exactly n bytes from r into a buffer that starts at
+// payloadChunk and doubles as it fills: memory follows what the peer has
+// sent (at most about twice that), not what its header claimed.
+func readPayload(r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, 0, min(n, payloadChunk))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(len(buf), n-len(buf)))
+		}
+		got, err := io.ReadFull(r, buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+got]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 // parseHeader checks a header and returns its type, id and payload length.

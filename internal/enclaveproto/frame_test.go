@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func header(magic, version byte, t Type, flags byte, id uint64, n uint32) []byte {
@@ -120,6 +122,43 @@ func TestLengthCheckedBeforeAllocation(t *testing.T) {
 	h = header(Magic, Version, TypeConfigure, 0, 1, MaxStatePayload+1)
 	if _, _, err := Read(bytes.NewReader(h), MaxStatePayload); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Read with the state limit = %v, want ErrTooLarge", err)
+	}
+}
+
+// TestPayloadAllocatedAsItArrives gives Read a header declaring the largest
+// config frame followed by 100 bytes: the frame must cost about what was
+// sent, not the megabyte declared, or a peer stalling on such frames holds
+// a megabyte per connection.
+func TestPayloadAllocatedAsItArrives(t *testing.T) {
+	frame := append(header(Magic, Version, TypeConfigure, 0, 1, MaxConfigPayload), make([]byte, 100)...)
+	const runs = 10
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		if _, _, err := Read(bytes.NewReader(frame), MaxConfigPayload); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("Read of a truncated frame = %v, want io.ErrUnexpectedEOF", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 2*payloadChunk {
+		t.Errorf("a frame declaring %d bytes and carrying 100 cost %d bytes, want at most %d", MaxConfigPayload, per, 2*payloadChunk)
+	}
+}
+
+// TestLargePayloadInPieces reads a payload many times payloadChunk,
+// delivered a few bytes at a time, so the buffer grows while it is filled.
+func TestLargePayloadInPieces(t *testing.T) {
+	want := &GeneratedKey{SealedKey: seq(48, 0x10), PubKey: seq(32, 0xa0), Attestation: seq(5*payloadChunk+7, 0x80)}
+	var buf bytes.Buffer
+	if err := Write(&buf, want, 3); err != nil {
+		t.Fatal(err)
+	}
+	m, id, err := Read(iotest.HalfReader(&buf), MaxConfigPayload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != 3 || !reflect.DeepEqual(m, want) {
+		t.Errorf("got id %d and a message that differs from the one written", id)
 	}
 }
 
