@@ -1,9 +1,16 @@
 // Package kmspolicy writes and checks the AWS KMS key policy that confines
-// the validator key to the enclave: Seed builds the policy of the seed
-// guide (step 4.2) from an operator's parameters, and Evaluate answers "would
-// KMS allow this request?" for the subset of the IAM policy language such
-// policies use, so that a policy can be tested before it is attached and the
-// local KMS can enforce the same rules.
+// the validator key to the enclave: Seed builds it from an operator's
+// parameters, and Evaluate answers "would KMS allow this request?" for the
+// subset of the IAM policy language such policies use, so that a policy can
+// be tested before it is attached and the local KMS can enforce the same
+// rules.
+//
+// The policy assumes the parent instance may be compromised: whoever owns it
+// holds the instance role's credentials. So the role may only Decrypt and
+// GenerateDataKey with an attestation of the pinned enclave, which gets the
+// plaintext encrypted to its attested key, and is explicitly denied Encrypt
+// and the other ways to choose a key's plaintext ("key planting"); an
+// existing key is imported with an administrator's credentials instead.
 //
 // It trusts the policy document only to be data: anything it does not
 // understand (an unknown element, a duplicated key, an unsupported operator

@@ -41,13 +41,38 @@ func RecipientContext(pcrs map[int][]byte) map[string]string {
 	return ctx
 }
 
-// Seed statement IDs, as in the seed guide and the AWS console's default
-// key policy.
+// Seed statement IDs. SidAdmin is the AWS console's default key policy's.
 const (
-	SidAdmin   = "Enable IAM User Permissions"
-	SidDecrypt = "Enable decrypt from nitro enclave only"
-	SidEncrypt = "Enable encrypt from instance only"
+	SidAdmin    = "Enable IAM User Permissions"
+	SidEnclave  = "Enable decrypt and data keys from nitro enclave only"
+	SidDenyRole = "Deny the instance role planting or re-wrapping a key"
 )
+
+// enclaveActions are what the instance role may do, and only with an
+// attestation document whose PCRs match: GenerateDataKey to create a key
+// (with the attestation as Recipient, KMS returns the data key encrypted to
+// the enclave's attested RSA key, never in plaintext) and Decrypt to unseal
+// one.
+var enclaveActions = []string{"kms:Decrypt", "kms:GenerateDataKey"}
+
+// roleDeniedActions are refused to the instance role outright, none being
+// something the enclave needs. Encrypt and ReEncryptTo would put under this
+// key a plaintext the host chose, or a ciphertext from a key it controls;
+// ReEncryptFrom would move the sealed key to a key without this policy; the
+// data key variants without plaintext or for key pairs make key material
+// that no attested enclave asked for (a pair's private key comes back in
+// plaintext without a Recipient); CreateGrant and PutKeyPolicy would change
+// who may do any of this.
+var roleDeniedActions = []string{
+	"kms:Encrypt", "kms:ReEncrypt*", "kms:GenerateDataKeyWithoutPlaintext",
+	"kms:GenerateDataKeyPair", "kms:GenerateDataKeyPairWithoutPlaintext",
+	"kms:CreateGrant", "kms:PutKeyPolicy",
+}
+
+// attestedActions are denied to every principal unless the request's
+// attestation matches each pin: the actions that return key material or
+// re-wrap it.
+var attestedActions = []string{"kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyPair", "kms:ReEncryptFrom"}
 
 // Params are the operator's inputs to Seed.
 type Params struct {
@@ -69,35 +94,61 @@ type Params struct {
 	// Allow and NORed in the Deny, so any listed instance may decrypt.
 	PCR4 []string
 
-	// Optional further pins, added to the decrypt conditions when set.
+	// Optional further pins, added to the enclave's conditions when set.
 	PCR3, PCR8, ImageSha384 string
 
-	// Admins receive kms:* so the key stays manageable; the account root
-	// if empty, which delegates to the account's IAM policies.
+	// Admins receive kms:* so the key stays manageable, and so that an
+	// operator can import an existing key (kms:Encrypt with the admin's
+	// own credentials, never the role's). The account root if empty,
+	// which delegates to the account's IAM policies.
 	Admins   []string
 	PolicyID string // "Id"; "key-consolepolicy-3" if empty, as in the guide
-	// NoDeny omits the explicit Deny statements. Without them the Admins
-	// statement's kms:* lets any principal the account's IAM policies allow
-	// call Decrypt without an attestation document and get the key in
-	// plaintext: only for reproducing the seed guide verbatim.
+	// NoDeny omits every explicit Deny, the per-PCR ones and the instance
+	// role's, as the seed guide's policy has none. Without them the Admins
+	// statement's kms:* reaches any principal the account's IAM policies
+	// allow, the instance role included: it can then Decrypt without an
+	// attestation document and get the key in plaintext, or Encrypt a seed
+	// of its choice and plant it. Only for comparing with the seed guide.
+	// (The guide also gives the role kms:Encrypt; Seed never does.)
 	NoDeny bool
 }
 
-// Seed returns the key policy of the seed guide (step 4.2) for p: an admin
-// statement, Decrypt for the instance role only with an attestation whose
-// PCRs match, Encrypt for the instance role, and, unless p.NoDeny, one
-// explicit Deny per pinned PCR. A pin with one value is written as a JSON
-// string, one with several (PCR4 of a high-availability set) as an array.
+// Seed returns the key policy for p, derived from the seed guide's (step
+// 4.2) and hardened against a compromised parent instance, which holds the
+// instance role's credentials:
 //
-// The Deny uses StringNotEqualsIgnoreCase rather than a Null check because
-// AWS documents that a negated operator holds when the key is absent (IAM
-// User Guide, condition operators), so one statement refuses both a request
-// without attestation and one with the wrong measurement, from any
-// principal, whatever IAM policies grant. One statement per PCR, because
-// keys under one operator are ANDed: a single Deny listing PCR0 and PCR4
-// would only fire when both mismatch. It covers kms:ReEncryptFrom too, which
-// takes no attestation and would otherwise re-wrap the sealed key under a
-// key without this policy.
+//   - an admin statement (kms:* for p.Admins);
+//   - kms:Decrypt and kms:GenerateDataKey for the instance role, only with
+//     an attestation document whose PCRs match (SidEnclave);
+//   - unless p.NoDeny, an explicit Deny for the role of every action that
+//     could plant, re-wrap or hand out a key, or change these rules
+//     (SidDenyRole), and one explicit Deny per pinned PCR (DenySid).
+//
+// The role gets no kms:Encrypt, unlike in the seed guide: with it a host
+// could encrypt a seed it chose and write a sealed key file the enclave
+// would unseal and sign with, a key the attacker knows ("key planting").
+// Instead a new key's plaintext comes from KMS, through GenerateDataKey
+// with the enclave's attestation as Recipient, so only the enclave ever
+// sees it; an existing key is imported by an operator with admin
+// credentials. The explicit Deny for the role matters because the admin
+// statement, when it names the account root, also reaches the role through
+// the account's IAM policies, and a broad one (kms:* on "*") attached to
+// the role must not reopen any of this.
+//
+// A pin with one value is written as a JSON string, one with several (PCR4
+// of a high-availability set) as an array.
+//
+// The per-PCR Deny uses StringNotEqualsIgnoreCase rather than a Null check
+// because AWS documents that a negated operator holds when the key is
+// absent (IAM User Guide, condition operators), so one statement refuses
+// both a request without attestation and one with the wrong measurement,
+// from any principal, whatever IAM policies grant. One statement per PCR,
+// because keys under one operator are ANDed: a single Deny listing PCR0 and
+// PCR4 would only fire when both mismatch. It covers kms:GenerateDataKey
+// (and GenerateDataKeyPair), which would otherwise hand an unattested
+// caller a data key in plaintext, and kms:ReEncryptFrom, which takes no
+// attestation and would otherwise re-wrap the sealed key under a key
+// without this policy.
 func Seed(p Params) (Policy, error) {
 	role, admins, err := p.principals()
 	if err != nil {
@@ -117,11 +168,12 @@ func Seed(p Params) (Policy, error) {
 	}
 	stmts := []Statement{
 		{Sid: SidAdmin, Effect: Allow, Principal: Principal{AWS: admins}, Action: One("kms:*"), Resource: One("*")},
-		{Sid: SidDecrypt, Effect: Allow, Principal: Principal{AWS: One(role)}, Action: One("kms:Decrypt"),
+		{Sid: SidEnclave, Effect: Allow, Principal: Principal{AWS: One(role)}, Action: List(slices.Clone(enclaveActions)...),
 			Resource: One("*"), Condition: Condition{StringEqualsIgnoreCase: cond}},
-		{Sid: SidEncrypt, Effect: Allow, Principal: Principal{AWS: One(role)}, Action: One("kms:Encrypt"), Resource: One("*")},
 	}
 	if !p.NoDeny {
+		stmts = append(stmts, Statement{Sid: SidDenyRole, Effect: Deny, Principal: Principal{AWS: One(role)},
+			Action: List(slices.Clone(roleDeniedActions)...), Resource: One("*")})
 		for _, pin := range pins {
 			stmts = append(stmts, denyUnless(pin))
 		}
@@ -130,15 +182,15 @@ func Seed(p Params) (Policy, error) {
 }
 
 // DenySid is the Sid of the explicit Deny Seed writes for a condition key,
-// e.g. "Deny decrypt without attested PCR0".
+// e.g. "Deny decrypt and data keys without attested PCR0".
 func DenySid(key string) string {
-	return "Deny decrypt without attested " + strings.TrimPrefix(key, "kms:RecipientAttestation:")
+	return "Deny decrypt and data keys without attested " + strings.TrimPrefix(key, "kms:RecipientAttestation:")
 }
 
 func denyUnless(pin pin) Statement {
 	return Statement{
 		Sid: DenySid(pin.key), Effect: Deny, Principal: Principal{Wildcard: true},
-		Action: List("kms:Decrypt", "kms:ReEncryptFrom"), Resource: One("*"),
+		Action: List(slices.Clone(attestedActions)...), Resource: One("*"),
 		Condition: Condition{StringNotEqualsIgnoreCase: {pin.key: pin.strings()}},
 	}
 }
