@@ -32,8 +32,12 @@ import (
 // Cert and Key are PEM files of the CA that signed the servers and of a
 // client certificate the servers accept.
 type Cluster struct {
-	Endpoints      []string
-	CA, Cert, Key  string
+	Endpoints     []string
+	CA, Cert, Key string
+	// AnchorCert and AnchorKey are a client certificate without a
+	// CommonName, as etcd's JSON gateway requires when auth is on (the
+	// enclave's anchor client).
+	AnchorCert, AnchorKey string
 	dir            string
 	names          []string
 	peers, clients []string
@@ -244,15 +248,19 @@ func (c *Cluster) writeCerts() error {
 	if err := writePEM(c.CA, "CERTIFICATE", caDER); err != nil {
 		return err
 	}
-	leaf := func(serial int64, name string, usage x509.ExtKeyUsage, certPath, keyPath string) error {
+	leaf := func(serial int64, name string, usage []x509.ExtKeyUsage, certPath, keyPath string) error {
+		var subject pkix.Name
+		if name != "" {
+			subject.CommonName = name
+		}
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return err
 		}
 		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			SerialNumber: big.NewInt(serial), Subject: subject,
 			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
@@ -268,11 +276,18 @@ func (c *Cluster) writeCerts() error {
 		}
 		return writePEM(keyPath, "EC PRIVATE KEY", kd)
 	}
-	if err := leaf(2, "etcd", x509.ExtKeyUsageServerAuth, c.serverCert(), c.serverKey()); err != nil {
+	// The server certificate is a client one too: etcd's JSON gateway
+	// reaches its own gRPC server with it.
+	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	if err := leaf(2, "etcd", both, c.serverCert(), c.serverKey()); err != nil {
 		return err
 	}
 	c.Cert, c.Key = filepath.Join(c.dir, "client.pem"), filepath.Join(c.dir, "client-key.pem")
-	return leaf(3, "tmkms-nitro", x509.ExtKeyUsageClientAuth, c.Cert, c.Key)
+	if err := leaf(3, "tmkms-nitro", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, c.Cert, c.Key); err != nil {
+		return err
+	}
+	c.AnchorCert, c.AnchorKey = filepath.Join(c.dir, "anchor-client.pem"), filepath.Join(c.dir, "anchor-client-key.pem")
+	return leaf(4, "", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, c.AnchorCert, c.AnchorKey)
 }
 
 func writePEM(path, typ string, der []byte) error {
