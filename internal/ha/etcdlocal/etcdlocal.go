@@ -38,10 +38,10 @@ type Cluster struct {
 	// CommonName, as etcd's JSON gateway requires when auth is on (the
 	// enclave's anchor client).
 	AnchorCert, AnchorKey string
-	dir            string
-	names          []string
-	peers, clients []string
-	initial        string
+	dir                   string
+	names                 []string
+	peers, clients        []string
+	initial               string
 
 	mu      sync.Mutex
 	running []*embed.Etcd
