@@ -5,10 +5,12 @@
 // GenerateDataKey, GenerateRandom, GetKeyPolicy and PutKeyPolicy, including
 // the Nitro Enclaves Recipient parameter.
 //
-// What it trusts: only requests signed (SigV4) with the one set of
-// credentials it issued, and only attestation documents that chain to the
-// roots it was explicitly configured with (typically the software NSM's CA;
-// never the AWS Nitro root unless that is passed in). Every operation on a
+// What it trusts: only requests signed (SigV4) with one of the two sets of
+// credentials it issued, the instance role's (an STS session) and an
+// administrator's (an IAM user), each acting as its own principal in key
+// policies; and only attestation documents that chain to the roots it was
+// explicitly configured with (typically the software NSM's CA; never the
+// AWS Nitro root unless that is passed in). Every operation on a
 // key is authorized by evaluating the key's policy with package kmspolicy,
 // with the PCR condition keys taken from a verified attestation document.
 //

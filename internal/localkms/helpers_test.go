@@ -64,20 +64,31 @@ func (s *server) httpClient(t *testing.T) *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: dial, TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
-// sdk returns the unmodified SDK client for the server.
-func (s *server) sdk(t *testing.T) *awskms.Client {
+// sdk returns the unmodified SDK client for the server, signing with the
+// instance role's credentials.
+func (s *server) sdk(t *testing.T) *awskms.Client { return s.sdkAs(t, s.Credentials()) }
+
+// admin is sdk with the administrator's credentials.
+func (s *server) admin(t *testing.T) *awskms.Client { return s.sdkAs(t, s.AdminCredentials()) }
+
+func (s *server) sdkAs(t *testing.T, c localkms.Credentials) *awskms.Client {
 	return awskms.New(awskms.Options{
 		Region: s.Region(), BaseEndpoint: aws.String("https://localhost"),
 		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return s.Credentials().AWS(), nil
+			return c.AWS(), nil
 		}),
 		HTTPClient: s.httpClient(t), RetryMaxAttempts: 1,
 	})
 }
 
-// signed builds a request for op signed with the server's credentials at
-// time at.
+// signed builds a request for op signed with the instance role's
+// credentials at time at.
 func (s *server) signed(t *testing.T, op string, body []byte, at time.Time) *http.Request {
+	t.Helper()
+	return s.signedAs(t, s.Credentials(), op, body, at)
+}
+
+func (s *server) signedAs(t *testing.T, c localkms.Credentials, op string, body []byte, at time.Time) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, "https://localhost/", bytes.NewReader(body))
 	if err != nil {
@@ -86,7 +97,7 @@ func (s *server) signed(t *testing.T, op string, body []byte, at time.Time) *htt
 	req.Header.Set("X-Amz-Target", "TrentService."+op)
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	sum := sha256.Sum256(body)
-	if err := v4.NewSigner().SignHTTP(t.Context(), s.Credentials().AWS(), req, hex.EncodeToString(sum[:]), "kms", s.Region(), at); err != nil {
+	if err := v4.NewSigner().SignHTTP(t.Context(), c.AWS(), req, hex.EncodeToString(sum[:]), "kms", s.Region(), at); err != nil {
 		t.Fatal(err)
 	}
 	return req
@@ -118,14 +129,15 @@ func (s *server) send(t *testing.T, req *http.Request) (int, awsError) {
 	return resp.StatusCode, e
 }
 
-// createKey creates a key with the given policy ("" for the default).
+// createKey creates a key with the given policy ("" for the default), as
+// the administrator.
 func (s *server) createKey(t *testing.T, policy string) string {
 	t.Helper()
 	in := &awskms.CreateKeyInput{}
 	if policy != "" {
 		in.Policy = aws.String(policy)
 	}
-	out, err := s.sdk(t).CreateKey(t.Context(), in)
+	out, err := s.admin(t).CreateKey(t.Context(), in)
 	if err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}

@@ -228,7 +228,7 @@ func TestStatePersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(s1.RootPEM(), s2.RootPEM()) || s1.Credentials() != s2.Credentials() {
+	if !bytes.Equal(s1.RootPEM(), s2.RootPEM()) || s1.Credentials() != s2.Credentials() || s1.AdminCredentials() != s2.AdminCredentials() {
 		t.Fatal("TLS root or credentials changed across restarts")
 	}
 }
@@ -243,9 +243,12 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = c.Decrypt(t.Context(), &awskms.DecryptInput{CiphertextBlob: []byte("lkms-bogus")})
-	creds := s.Credentials()
-	formatted := fmt.Sprintf("%v %+v %#v", creds, creds, creds)
-	for _, secret := range []string{string(secretPT), creds.SecretAccessKey, creds.SessionToken} {
+	if _, err := s.admin(t).Encrypt(t.Context(), &awskms.EncryptInput{KeyId: aws.String(arn), Plaintext: secretPT}); err != nil {
+		t.Fatal(err)
+	}
+	creds, admin := s.Credentials(), s.AdminCredentials()
+	formatted := fmt.Sprintf("%v %+v %#v %v %+v %#v", creds, creds, creds, admin, admin, admin)
+	for _, secret := range []string{string(secretPT), creds.SecretAccessKey, creds.SessionToken, admin.SecretAccessKey} {
 		if strings.Contains(logs.String(), secret) || strings.Contains(formatted, secret) {
 			t.Fatalf("a secret appears in the logs or formatted credentials")
 		}

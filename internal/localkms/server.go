@@ -45,9 +45,14 @@ type Config struct {
 	// Region, AccountID and Partition shape ARNs and the SigV4 scope:
 	// "us-east-1", "111122223333" and "aws" if empty.
 	Region, AccountID, Partition string
-	// RoleName is the role the issued credentials are a session of:
-	// "tmkms-local" if empty. Only used when credentials are first issued.
+	// RoleName is the role the instance role's credentials are a session
+	// of: "tmkms-local" if empty. Only used when credentials are first
+	// issued.
 	RoleName string
+	// AdminUserName is the IAM user the administrator's credentials
+	// belong to: "tmkms-admin" if empty. Only used when they are first
+	// issued.
+	AdminUserName string
 	// Now is the clock for SigV4 skew and attestation validity: time.Now if nil.
 	Now func() time.Time
 	// Logger receives one line per request; nothing if nil.
@@ -57,7 +62,8 @@ type Config struct {
 // Server is a local KMS. Create it with New, then call Serve.
 type Server struct {
 	cfg    Config
-	creds  Credentials
+	creds  Credentials // the instance role's
+	admin  Credentials // the administrator's
 	ca     *tlsCA
 	cert   tls.Certificate
 	signer *v4.Signer
@@ -85,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 	if s.cert, err = s.ca.issue(cfg.Hostnames, cfg.Now()); err != nil {
 		return nil, err
 	}
-	if s.creds, err = loadOrIssueCredentials(cfg.Dir, cfg.Partition, cfg.AccountID, cfg.RoleName); err != nil {
+	if s.creds, s.admin, err = loadOrIssueCredentials(cfg.Dir, cfg); err != nil {
 		return nil, err
 	}
 	if s.keys, err = s.loadKeys(); err != nil {
@@ -114,6 +120,7 @@ func withDefaults(cfg Config) Config {
 	def(&cfg.AccountID, "111122223333")
 	def(&cfg.Partition, "aws")
 	def(&cfg.RoleName, "tmkms-local")
+	def(&cfg.AdminUserName, "tmkms-admin")
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -148,10 +155,17 @@ func (s *Server) Root() *x509.Certificate { return s.ca.cert }
 // RootFile returns the path of the PEM file holding Root.
 func (s *Server) RootFile() string { return filepath.Join(s.cfg.Dir, RootFile) }
 
-// Credentials returns the credentials the server accepts.
+// Credentials returns the instance role's credentials: what the enclave and
+// the host use, and what key policies name as the role.
 func (s *Server) Credentials() Credentials { return s.creds }
 
-// CredentialsFile returns the path of the JSON file holding Credentials.
+// AdminCredentials returns the administrator's credentials (an IAM user of
+// the account), for creating keys, setting their policies and importing a
+// key with Encrypt, which a key policy from kmspolicy.Seed refuses the role.
+func (s *Server) AdminCredentials() Credentials { return s.admin }
+
+// CredentialsFile returns the path of the JSON file holding both sets of
+// credentials.
 func (s *Server) CredentialsFile() string { return filepath.Join(s.cfg.Dir, CredentialsFile) }
 
 // Region returns the region in the server's ARNs and SigV4 scope.

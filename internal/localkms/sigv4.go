@@ -50,26 +50,29 @@ func parseAuthorization(h string) (*authorization, error) {
 }
 
 // authenticate checks r's SigV4 signature over body and returns the
-// principal the credentials map to. It recomputes the Authorization header
-// with the SDK's own signer, over only the headers the client signed, and
-// compares the whole header in constant time.
+// principal the credentials map to: the instance role's session or the
+// administrator. It recomputes the Authorization header with the SDK's own
+// signer, over only the headers the client signed, and compares the whole
+// header in constant time.
 func (s *Server) authenticate(r *http.Request, body []byte) (string, error) {
 	auth, err := parseAuthorization(r.Header.Get("Authorization"))
 	if err != nil {
 		return "", err
 	}
-	creds := s.creds
-	if subtle.ConstantTimeCompare([]byte(auth.accessKeyID), []byte(creds.AccessKeyID)) != 1 {
+	creds, ok := s.credentialsFor(auth.accessKeyID)
+	if !ok {
 		return "", errUnrecognizedClient("The security token included in the request is invalid.")
 	}
+	// The administrator's credentials have no token: the header must then
+	// be absent, as the SDK sends none.
 	if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Amz-Security-Token")), []byte(creds.SessionToken)) != 1 {
 		return "", errUnrecognizedClient("The security token included in the request is invalid.")
 	}
-	signedAt, err := s.checkScope(r, auth)
+	signedAt, err := s.checkScope(r, auth, creds.SessionToken != "")
 	if err != nil {
 		return "", err
 	}
-	want, err := s.resign(r, body, auth.signedHeaders, signedAt)
+	want, err := s.resign(r, body, creds, auth.signedHeaders, signedAt)
 	if err != nil {
 		return "", err
 	}
@@ -79,9 +82,21 @@ func (s *Server) authenticate(r *http.Request, body []byte) (string, error) {
 	return creds.Principal, nil
 }
 
+// credentialsFor returns the issued credentials with the access key ID id.
+// Access key IDs are not secret; the comparison is constant-time anyway.
+func (s *Server) credentialsFor(id string) (Credentials, bool) {
+	for _, c := range []Credentials{s.creds, s.admin} {
+		if subtle.ConstantTimeCompare([]byte(id), []byte(c.AccessKeyID)) == 1 {
+			return c, true
+		}
+	}
+	return Credentials{}, false
+}
+
 // checkScope checks the signing time and credential scope, and that the
-// headers that give a request its meaning are signed.
-func (s *Server) checkScope(r *http.Request, auth *authorization) (time.Time, error) {
+// headers that give a request its meaning are signed, the session token
+// among them when the credentials have one.
+func (s *Server) checkScope(r *http.Request, auth *authorization, token bool) (time.Time, error) {
 	amzDate := r.Header.Get("X-Amz-Date")
 	t, err := time.Parse(amzDateFmt, amzDate)
 	if err != nil {
@@ -94,7 +109,11 @@ func (s *Server) checkScope(r *http.Request, auth *authorization) (time.Time, er
 	if auth.date != t.Format("20060102") || auth.service != "kms" || auth.region != s.cfg.Region {
 		return time.Time{}, errInvalidSignature("Credential should be scoped to a valid date, region %q and service \"kms\".", s.cfg.Region)
 	}
-	for _, h := range []string{"host", "x-amz-date", "x-amz-target", "x-amz-security-token"} {
+	required := []string{"host", "x-amz-date", "x-amz-target"}
+	if token {
+		required = append(required, "x-amz-security-token")
+	}
+	for _, h := range required {
 		if !slices.Contains(auth.signedHeaders, h) {
 			return time.Time{}, errInvalidSignature("Header %q must be signed.", h)
 		}
@@ -102,9 +121,9 @@ func (s *Server) checkScope(r *http.Request, auth *authorization) (time.Time, er
 	return t, nil
 }
 
-// resign signs a copy of r carrying only the headers listed as signed and
-// returns the Authorization header the client should have sent.
-func (s *Server) resign(r *http.Request, body []byte, signed []string, at time.Time) (string, error) {
+// resign signs a copy of r with creds, carrying only the headers listed as
+// signed, and returns the Authorization header the client should have sent.
+func (s *Server) resign(r *http.Request, body []byte, creds Credentials, signed []string, at time.Time) (string, error) {
 	c := &http.Request{
 		Method: r.Method,
 		URL:    &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
@@ -125,7 +144,7 @@ func (s *Server) resign(r *http.Request, body []byte, signed []string, at time.T
 		}
 	}
 	sum := sha256.Sum256(body)
-	err := s.signer.SignHTTP(r.Context(), s.creds.AWS(), c, hex.EncodeToString(sum[:]), "kms", s.cfg.Region, at)
+	err := s.signer.SignHTTP(r.Context(), creds.AWS(), c, hex.EncodeToString(sum[:]), "kms", s.cfg.Region, at)
 	if err != nil {
 		return "", errInvalidSignature("The request cannot be signed for verification: %v", err)
 	}

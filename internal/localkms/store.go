@@ -22,24 +22,32 @@ import (
 const (
 	// RootFile is the PEM root certificate clients must trust for TLS.
 	RootFile = "tls-root.pem"
-	// CredentialsFile holds the issued credentials (JSON, see Credentials).
+	// CredentialsFile holds the issued credentials: JSON, the role's
+	// Credentials with the administrator's under "admin".
 	CredentialsFile = "credentials.json"
 
 	rootKeyFile = "tls-root-key.pem"
 	keysDir     = "keys"
 )
 
-// Credentials are the only credentials the server accepts. Requests signed
-// with them act as Principal in key policies.
+// Credentials are one principal's credentials. The server issues two sets
+// and accepts requests signed with either: the instance role's (an STS
+// session, what the enclave and the host use) and an administrator's (an
+// IAM user's long-term keys, for CreateKey, PutKeyPolicy and importing a
+// key with Encrypt). Requests act as Principal in key policies.
 type Credentials struct {
 	AccessKeyID     string `json:"access_key_id"`
 	SecretAccessKey string `json:"secret_access_key"`
-	SessionToken    string `json:"session_token"`
+	// SessionToken is set for the role's temporary credentials and empty
+	// for the administrator's long-term ones, as in AWS.
+	SessionToken string `json:"session_token,omitempty"`
 	// Principal is the ARN policies see: an STS session of RoleARN, as an
-	// EC2 instance role presents itself to KMS.
+	// EC2 instance role presents itself to KMS, or the administrator's IAM
+	// user ARN.
 	Principal string `json:"principal"`
-	// RoleARN is the role to name in key policies (kmspolicy.Params.RoleARN).
-	RoleARN string `json:"role_arn"`
+	// RoleARN is the role to name in key policies (kmspolicy.Params.RoleARN);
+	// empty for the administrator.
+	RoleARN string `json:"role_arn,omitempty"`
 }
 
 // AWS returns the credentials in the SDK's form. They do not expire.
@@ -61,13 +69,26 @@ func (c Credentials) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("access_key_id", c.AccessKeyID), slog.String("principal", c.Principal))
 }
 
-func (c Credentials) valid() bool {
+func (c Credentials) validRole() bool {
 	return c.AccessKeyID != "" && c.SecretAccessKey != "" && c.SessionToken != "" &&
 		c.Principal != "" && c.RoleARN != ""
 }
 
-// newCredentials issues credentials shaped like STS temporary ones.
-func newCredentials(partition, account, role string) (Credentials, error) {
+func (c Credentials) validAdmin() bool {
+	return c.AccessKeyID != "" && c.SecretAccessKey != "" && c.SessionToken == "" &&
+		c.Principal != "" && c.RoleARN == ""
+}
+
+// credentialsFile is CredentialsFile's content: the role's credentials at
+// the top level, as the file held before administrator credentials
+// existed, so that readers of the old format still find them there.
+type credentialsFile struct {
+	Credentials
+	Admin *Credentials `json:"admin,omitempty"`
+}
+
+// newRoleCredentials issues credentials shaped like STS temporary ones.
+func newRoleCredentials(partition, account, role string) (Credentials, error) {
 	raw := make([]byte, 10+30+96)
 	if _, err := rand.Read(raw); err != nil {
 		return Credentials{}, fmt.Errorf("localkms: failed to generate credentials: %w", err)
@@ -81,26 +102,49 @@ func newCredentials(partition, account, role string) (Credentials, error) {
 	}, nil
 }
 
-// loadOrIssueCredentials returns the credentials saved in dir, issuing and
-// saving new ones on first start.
-func loadOrIssueCredentials(dir, partition, account, role string) (Credentials, error) {
+// newAdminCredentials issues credentials shaped like an IAM user's access
+// key: no session token.
+func newAdminCredentials(partition, account, user string) (Credentials, error) {
+	raw := make([]byte, 10+30)
+	if _, err := rand.Read(raw); err != nil {
+		return Credentials{}, fmt.Errorf("localkms: failed to generate credentials: %w", err)
+	}
+	return Credentials{
+		AccessKeyID:     "AKIA" + base32.StdEncoding.EncodeToString(raw[:10]),
+		SecretAccessKey: base64.RawStdEncoding.EncodeToString(raw[10:]),
+		Principal:       fmt.Sprintf("arn:%s:iam::%s:user/%s", partition, account, user),
+	}, nil
+}
+
+// loadOrIssueCredentials returns the role's and the administrator's
+// credentials saved in dir, issuing and saving new ones on first start. A
+// file from before administrator credentials existed keeps its role
+// credentials and gains administrator ones.
+func loadOrIssueCredentials(dir string, cfg Config) (role, admin Credentials, err error) {
 	path := filepath.Join(dir, CredentialsFile)
 	data, err := readPrivate(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		c, err := newCredentials(partition, account, role)
-		if err != nil {
-			return Credentials{}, err
+	var f credentialsFile
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if f.Credentials, err = newRoleCredentials(cfg.Partition, cfg.AccountID, cfg.RoleName); err != nil {
+			return Credentials{}, Credentials{}, err
 		}
-		return c, writeJSON(path, c)
+	case err != nil:
+		return Credentials{}, Credentials{}, err
+	default:
+		if err := strictJSON(data, &f); err != nil || !f.validRole() || f.Admin != nil && !f.Admin.validAdmin() {
+			return Credentials{}, Credentials{}, fmt.Errorf("localkms: failed to load %s: not a complete credentials file", path)
+		}
+		if f.Admin != nil {
+			return f.Credentials, *f.Admin, nil
+		}
 	}
+	a, err := newAdminCredentials(cfg.Partition, cfg.AccountID, cfg.AdminUserName)
 	if err != nil {
-		return Credentials{}, err
+		return Credentials{}, Credentials{}, err
 	}
-	var c Credentials
-	if err := strictJSON(data, &c); err != nil || !c.valid() {
-		return Credentials{}, fmt.Errorf("localkms: failed to load %s: not a complete credentials file", path)
-	}
-	return c, nil
+	f.Admin = &a
+	return f.Credentials, a, writeJSON(path, f)
 }
 
 // readPrivate reads a file that must not be readable by group or others:

@@ -68,8 +68,9 @@ func StartKMS(home string, log *slog.Logger) (*KMS, error) {
 }
 
 // Admin returns an unmodified AWS SDK KMS client for the local KMS, signed
-// with the credentials it issued, for administration (CreateKey,
-// PutKeyPolicy).
+// with the administrator's credentials it issued (AdminCredentials), for
+// administration: CreateKey, PutKeyPolicy, and Encrypt to import a key. Not
+// the instance role's: a policy from kmspolicy.Seed denies the role those.
 func (k *KMS) Admin() (*awskms.Client, error) {
 	roots := x509.NewCertPool()
 	roots.AddCert(k.Root())
@@ -80,7 +81,7 @@ func (k *KMS) Admin() (*awskms.Client, error) {
 		},
 		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12},
 	}
-	creds := k.Credentials().AWS()
+	creds := k.AdminCredentials().AWS()
 	return awskms.New(awskms.Options{
 		Region:       k.Region(),
 		BaseEndpoint: aws.String(enclave.LocalKMSEndpoint),
