@@ -35,6 +35,7 @@ const (
 	DefaultValidatorPort = 5000
 	DefaultLogPort       = 6050
 	DefaultKMSPort       = 8000
+	DefaultAnchorPort    = 7000 // etcd member i at 7000+i
 )
 
 // Platform is what the enclave is given by the machine it runs on: vsock
@@ -67,35 +68,95 @@ type Enclave struct {
 	session *session
 }
 
-// Run serves until ctx ends.
+// maxConfigConns bounds the host's concurrent configuration connections.
+// The helper holds one and a CLI command (a key generation) may open
+// another; each costs the enclave a goroutine and a frame's buffer, so a
+// host opening hundreds would exhaust the enclave's memory, and an enclave
+// restarted by the kernel is itself something an attacker can use.
+const maxConfigConns = 4
+
+// refusalLogInterval is the least time between two records about
+// connections refused over maxConfigConns, so a flood does not flood the
+// log (nor the queue to the host).
+const refusalLogInterval = time.Minute
+
+// Run serves until ctx ends. Every goroutine it starts has stopped by the
+// time it returns.
 func Run(ctx context.Context, p Platform) error {
+	ctx, cancel := context.WithCancel(ctx)
 	ship := newShipper(p.DialHost, DefaultLogPort)
-	go ship.run(ctx)
 	e := &Enclave{p: p, creds: kms.NewCredentials(), ctx: ctx, ship: ship,
 		log: slog.New(&handler{local: p.Log.Handler(), ship: ship})}
+	var wg sync.WaitGroup
+	// Unwound in reverse: end everything, wait for the config connections
+	// and the shipper, then for the session a Configure may have started
+	// while they were stopping.
+	defer e.stopSession()
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { ship.run(ctx) })
 	e.log.Info("enclave started, waiting for the host's configuration", "listen", p.Listen.Addr().String())
 	stop := context.AfterFunc(ctx, func() { p.Listen.Close() })
 	defer stop()
+	slots := make(chan struct{}, maxConfigConns)
+	var refused refusals
 	for {
 		nc, err := p.Listen.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
-				e.stopSession()
 				return nil
 			}
 			return fmt.Errorf("enclave: config channel: %w", err)
 		}
-		go e.serveConfig(ctx, nc)
+		select {
+		case slots <- struct{}{}:
+		default:
+			nc.Close()
+			if n := refused.note(time.Now()); n > 0 {
+				e.log.Warn("refused config connections over the limit; more refusals are counted and reported at most once per interval",
+					"refused", n, "limit", maxConfigConns, "interval", refusalLogInterval)
+			}
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			e.serveConfig(ctx, nc)
+		})
 	}
 }
 
-// configIdle drops a configuration connection on which nothing arrives;
-// the host reconnects for each round of configuration.
+// refusals counts connections refused over maxConfigConns and says when
+// to report them: the first at once, then at most once per
+// refusalLogInterval.
+type refusals struct {
+	n    int       // refused since the last report
+	last time.Time // of the last report
+}
+
+// note counts one refusal at now and returns how many to report (0: not yet).
+func (r *refusals) note(now time.Time) int {
+	r.n++
+	if !r.last.IsZero() && now.Sub(r.last) < refusalLogInterval {
+		return 0
+	}
+	n := r.n
+	r.n, r.last = 0, now
+	return n
+}
+
+// configIdle drops a configuration connection on which nothing arrives
+// (the helper pushes its configuration every second). A frame once begun
+// must be complete within enclaveproto.FrameTimeout, so a connection
+// stalled mid-frame holds its slot for seconds, not for configIdle.
 const configIdle = 2 * time.Minute
 
 func (e *Enclave) serveConfig(ctx context.Context, nc net.Conn) {
 	c := enclaveproto.NewConn(nc, enclaveproto.MaxPayload(enclaveproto.TypeConfigure))
 	defer c.Close()
+	// Receive and Send already end with ctx; closing as well tells the
+	// host at once, even while handle still waits on KMS.
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, configIdle)
 		m, id, err := c.Receive(rctx)
@@ -127,9 +188,11 @@ func (e *Enclave) handle(ctx context.Context, m enclaveproto.Message) enclavepro
 	defer cancel()
 	switch m := m.(type) {
 	case *enclaveproto.GenerateKey:
-		return answer(e.seal(rctx, m.Region, m.KMSKeyID, m.Purpose, m.Credentials, nil))
+		return answer(e.seal(rctx, m.Region, m.KMSKeyID, m.Purpose, m.Credentials, nil, m.Binding))
 	case *enclaveproto.ImportKey:
-		return answer(e.seal(rctx, m.Region, m.KMSKeyID, m.Purpose, m.Credentials, []byte(m.Seed)))
+		return answer(e.seal(rctx, m.Region, m.KMSKeyID, m.Purpose, m.Credentials, []byte(m.Seed), m.Binding))
+	case *enclaveproto.SealAnchor:
+		return answer(e.sealAnchor(rctx, m))
 	case *enclaveproto.Configure:
 		return answer(e.configure(rctx, m))
 	case *enclaveproto.UpdateCredentials:
