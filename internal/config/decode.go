@@ -280,24 +280,69 @@ func precheck(data []byte) error {
 		return translate(data, err)
 	}
 	var unknown []string
+	reported := 0
 	for k, v := range doc {
 		if _, ok := keyType(k); !ok {
 			unknown = append(unknown, k)
+			reported += reports(v, maxUnknownKeys)
 		}
 		if table, ok := v.(map[string]any); ok && (k == "credentials" || k == "ha") {
-			for tk := range table {
+			for tk, tv := range table {
 				if _, ok := keyType(k + "." + tk); !ok {
 					unknown = append(unknown, k+"."+tk)
+					reported += reports(tv, maxUnknownKeys)
 				}
 			}
 		}
 	}
-	if len(unknown) <= maxUnknownKeys {
+	if reported <= maxUnknownKeys {
 		return nil
 	}
 	slices.Sort(unknown)
+	if len(unknown) == 1 {
+		msg := fmt.Sprintf("unknown key, with more than %d keys or tables under it", maxUnknownKeys)
+		if s := suggest(unknown[0]); s != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", s)
+		}
+		return &FieldError{Key: unknown[0], Kind: ErrUnknownKey, Msg: msg + "; is this a tmkms.toml?"}
+	}
 	return &FieldError{Key: unknown[0], Kind: ErrUnknownKey, Msg: fmt.Sprintf(
-		"unknown key, and %d more (%s, …); is this a tmkms.toml?", len(unknown)-1, strings.Join(unknown[1:4], ", "))}
+		"unknown key, and %d more (%s, …); is this a tmkms.toml?", len(unknown)-1, strings.Join(unknown[1:min(4, len(unknown))], ", "))}
+}
+
+// reports counts, up to just past limit, the errors go-toml's strict decode
+// reports for an unknown key holding v: one for each key of a table under
+// it, at any depth, and one for each [[table]] header (a repeated [[x]] or
+// [x.k] is one key in the map but many reports). It walks with a stack:
+// a dotted key can nest tables as deep as the file is long.
+func reports(v any, limit int) int {
+	n, stack := 0, []any{v}
+	for len(stack) > 0 && n <= limit {
+		v, stack = stack[len(stack)-1], stack[:len(stack)-1]
+		switch v := v.(type) {
+		case map[string]any:
+			if len(v) == 0 {
+				n++
+			}
+			for _, e := range v {
+				stack = append(stack, e)
+			}
+		case []any:
+			tables := 0
+			for _, e := range v {
+				if t, ok := e.(map[string]any); ok {
+					stack = append(stack, t)
+					tables++
+				}
+			}
+			if tables == 0 {
+				n++
+			}
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 func unknownKey(e *toml.DecodeError) error {
