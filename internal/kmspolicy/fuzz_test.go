@@ -19,6 +19,11 @@ func FuzzParse(f *testing.F) {
 	f.Add(awsShapes)
 	f.Add(`{"Version": "2012-10-17", "Statement": {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*"}}`)
 	f.Fuzz(func(t *testing.T, in string) {
+		// AWS refuses key policies over 32 KiB. Bounded, one execution
+		// stays in milliseconds: glob matching is O(pattern*name).
+		if len(in) > 32<<10 {
+			return
+		}
 		p, err := Parse([]byte(in))
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "kmspolicy: ") {
