@@ -60,6 +60,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	fmt.Fprintf(env.Stderr, "%s: %s\n", prog, localmode.Notice(dir))
 	bin, err := demoEnclave(ctx, env, *enclaveBin, dir)
 	if err != nil {
 		return hintFor(err)

@@ -47,13 +47,16 @@ func runLocalInit(ctx context.Context, env *Env, args []string) error {
 }
 
 func runLocalStart(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "local start", "--home DIR [--address URL]",
+	fs := newFlags(env, "local start", "--home DIR [--address URL] [--insecure]",
 		"Runs the local KMS, the enclave (as a child process, restarted if it dies) and the helper until\n"+
-			"SIGINT/SIGTERM. Point the node's priv_validator_laddr at the address in DIR/tmkms.toml.")
+			"SIGINT/SIGTERM. Point the node's priv_validator_laddr at the address in DIR/tmkms.toml.\n\n"+
+			"Local mode protects the key with nothing but file permissions, so it signs only for a node on this\n"+
+			"machine (a unix socket, or tcp to 127.0.0.0/8, ::1 or localhost) unless --insecure is given.")
 	o := localmode.StartOptions{}
 	fs.StringVar(&o.Home, "home", "", "directory made by 'local init' (required)")
 	fs.StringVar(&o.Address, "address", "", "the validator's priv_validator_laddr, overriding tmkms.toml")
 	fs.StringVar(&o.Enclave, "enclave", "", "path of tmkms-nitro-enclave (default: next to this program, or on $PATH)")
+	fs.BoolVar(&o.Insecure, "insecure", false, "sign for a validator on another machine (tcp to a non-loopback host), for a trial only")
 	jsonLogs := fs.Bool("log-json", false, "log JSON instead of text")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -62,6 +65,7 @@ func runLocalStart(ctx context.Context, env *Env, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
+	fmt.Fprintf(env.Stderr, "%s: %s\n", prog, localmode.Notice(o.Home))
 	o.Log = newLogger(env, *jsonLogs)
 	o.Configured = func(c *enclaveproto.Configured) {
 		o.Log.Info("the enclave is configured and signing", "consensus_pubkey", pubkey.JSON(c.ConsensusPubKey))
@@ -94,6 +98,9 @@ func hintFor(err error) error {
 		return nil
 	case errors.Is(err, localmode.ErrNoEnclaveBinary):
 		return withHint(err, enclaveHint)
+	case errors.Is(err, localmode.ErrRemoteValidator):
+		return withHint(err, "point the node at a unix socket or a loopback address; to sign for a remote node anyway,\n"+
+			"as a trial with no stake, pass --insecure")
 	}
 	return err
 }

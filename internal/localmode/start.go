@@ -2,8 +2,13 @@ package localmode
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"path/filepath"
+	"strings"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
@@ -17,7 +22,10 @@ type StartOptions struct {
 	Home    string
 	Enclave string // the enclave program; "" finds it
 	Address string // overrides the validator address in tmkms.toml
-	Log     *slog.Logger
+	// Insecure allows a validator address that is not on this machine
+	// (tcp to a host other than loopback), with a warning.
+	Insecure bool
+	Log      *slog.Logger
 	// Configured is called each time an enclave is (re)configured.
 	Configured func(*enclaveproto.Configured)
 }
@@ -39,6 +47,9 @@ func Start(ctx context.Context, o StartOptions) error {
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
+	}
+	if err := checkLocal(cfg.ValidatorAddresses(), o.Insecure, o.Log); err != nil {
+		return err
 	}
 	bin, err := FindEnclave(o.Enclave)
 	if err != nil {
@@ -68,4 +79,59 @@ func Start(ctx context.Context, o StartOptions) error {
 		Log:         o.Log,
 		Configured:  o.Configured,
 	})
+}
+
+// Notice is what local mode says about itself when it starts, for the
+// local-mode directory home.
+func Notice(home string) string {
+	if abs, err := filepath.Abs(home); err == nil {
+		home = abs
+	}
+	return fmt.Sprintf("local mode: the key is protected by nothing but file permissions (the local KMS and the software NSM's CA "+
+		"are plain files under %s); for development and trials only, never for a validator with stake", home)
+}
+
+// ErrRemoteValidator marks a validator address on another machine, which
+// local mode refuses unless told it is a trial (StartOptions.Insecure).
+var ErrRemoteValidator = errors.New("local mode signs only for a validator on this machine")
+
+// checkLocal refuses (or, if insecure, warns about) every tcp address
+// whose host is not loopback. Local mode's key is as safe as the files
+// under its home: acceptable for a node on the same machine (whoever owns
+// the machine owns that node anyway), not for a validator elsewhere.
+// Host names other than localhost are refused unresolved: what they
+// resolve to can change.
+func checkLocal(addrs []string, insecure bool, log *slog.Logger) error {
+	for _, a := range addrs {
+		if onThisMachine(a) {
+			continue
+		}
+		if !insecure {
+			return fmt.Errorf("localmode: validator address %q is not a loopback address: %w", a, ErrRemoteValidator)
+		}
+		log.Warn("signing for a validator on another machine with a key protected by nothing but file permissions (--insecure)", "address", a)
+	}
+	return nil
+}
+
+// onThisMachine reports whether a validator address stays on this
+// machine: a unix socket, or tcp to 127.0.0.0/8, ::1 or localhost. An
+// address that does not parse does not.
+func onThisMachine(addr string) bool {
+	if strings.HasPrefix(addr, "unix://") {
+		return true
+	}
+	a, err := transport.ParseAddr(addr)
+	if err != nil || a.Scheme != "tcp" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(a.Host)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
