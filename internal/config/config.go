@@ -53,6 +53,7 @@ const (
 	MaxHAEndpoints     = 16
 	MaxHAKeyPrefixLen  = 128
 	MaxHAInstanceLen   = 64
+	DefaultAnchorPort  = 7000 // host listens: relay to etcd member i on 7000+i
 )
 
 // Config is a parsed tmkms.toml. Field comments give the TOML key.
@@ -120,14 +121,24 @@ type Config struct {
 }
 
 // HA is the [ha] table.
+//
+// With sealed_anchor_path the enclave itself is the etcd client (the
+// anchor): the helper only relays bytes to the endpoints and holds no etcd
+// credential, so ca_file, cert_file and key_file must be absent.
 type HA struct {
 	Endpoints []string // endpoints: etcd client URLs, https://host:port; 1 to 16 of them
 	CAFile    string   // ca_file: PEM CA certificates that verify the etcd servers
 	CertFile  string   // cert_file: PEM TLS client certificate
 	KeyFile   string   // key_file: PEM TLS client private key
-	KeyPrefix string   // key_prefix: etcd key prefix, default "/tmkms-nitro/"
-	LeaseTTL  int64    // lease_ttl: seconds an instance stays listed as alive without renewing; default 10, 2 to 300
-	Instance  string   // instance: this signer's name in records, logs and metrics; default the host name
+	// sealed_anchor_path: the anchor's credentials sealed for the enclave
+	// (local init --ha-*, or the anchor ceremony); "" for host-relayed HA.
+	SealedAnchorPath string
+	// anchor_port: the host relays the enclave's connection on port
+	// AnchorPort+i to endpoint i; default 7000.
+	AnchorPort uint32
+	KeyPrefix  string // key_prefix: etcd key prefix, default "/tmkms-nitro/"
+	LeaseTTL   int64  // lease_ttl: seconds an instance stays listed as alive without renewing; default 10, 2 to 300
+	Instance   string // instance: this signer's name in records, logs and metrics; default the host name
 }
 
 // Credentials are static AWS credentials from the [credentials] table.
@@ -245,7 +256,7 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	paths := []*string{&c.SealedConsensusKeyPath, &c.SealedIDKeyPath, &c.StateFilePath}
 	if c.HA != nil {
-		paths = append(paths, &c.HA.CAFile, &c.HA.CertFile, &c.HA.KeyFile)
+		paths = append(paths, &c.HA.CAFile, &c.HA.CertFile, &c.HA.KeyFile, &c.HA.SealedAnchorPath)
 	}
 	for _, p := range paths {
 		if *p != "" && !filepath.IsAbs(*p) {
@@ -253,6 +264,9 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 }
+
+// Anchored reports whether the enclave reaches etcd itself.
+func (h *HA) Anchored() bool { return h != nil && h.SealedAnchorPath != "" }
 
 // ValidatorAddresses returns every validator address: Addresses, or just
 // Address when code set Address alone.

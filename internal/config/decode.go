@@ -54,6 +54,8 @@ type fileHA struct {
 	KeyPrefix *string  `toml:"key_prefix"`
 	LeaseTTL  *int64   `toml:"lease_ttl"`
 	Instance  *string  `toml:"instance"`
+	Anchor    string   `toml:"sealed_anchor_path"`
+	Port      *uint32  `toml:"anchor_port"`
 }
 
 // hostname names this signer when [ha] sets no instance; a variable so
@@ -69,13 +71,13 @@ func keyType(key string) (want string, ok bool) {
 	case "chain_id", "sealed_consensus_key_path", "sealed_id_key_path",
 		"state_file_path", "aws_region", "credentials.aws_key_id", "credentials.aws_secret_key",
 		"credentials.aws_session_token", "kms_key_id", "protocol_version", "metrics_address", "log_format",
-		"ha.ca_file", "ha.cert_file", "ha.key_file", "ha.key_prefix", "ha.instance":
+		"ha.ca_file", "ha.cert_file", "ha.key_file", "ha.key_prefix", "ha.instance", "ha.sealed_anchor_path":
 		return "a string", true
 	case "ha.endpoints":
 		return "a list of strings (https://host:port)", true
 	case "ha.lease_ttl":
 		return "an integer number of seconds", true
-	case "enclave_config_cid", "enclave_config_port", "enclave_state_port", "enclave_tendermint_conn", "enclave_log_port":
+	case "enclave_config_cid", "enclave_config_port", "enclave_state_port", "enclave_tendermint_conn", "enclave_log_port", "ha.anchor_port":
 		return "an integer from 0 to 4294967295", true
 	case "max_height":
 		return "a positive integer, or a string holding one", true
@@ -98,7 +100,7 @@ func knownKeys() []string {
 		"credentials.aws_key_id", "credentials.aws_secret_key", "credentials.aws_session_token",
 		"kms_key_id", "protocol_version", "max_message_size", "metrics_address", "log_format",
 		"allow_missing_state", "ha", "ha.endpoints", "ha.ca_file", "ha.cert_file", "ha.key_file",
-		"ha.key_prefix", "ha.lease_ttl", "ha.instance",
+		"ha.key_prefix", "ha.lease_ttl", "ha.instance", "ha.sealed_anchor_path", "ha.anchor_port",
 	}
 }
 
@@ -191,6 +193,13 @@ func (f *fileHA) config() *HA {
 	h := &HA{
 		Endpoints: f.Endpoints, CAFile: f.CAFile, CertFile: f.CertFile, KeyFile: f.KeyFile,
 		KeyPrefix: DefaultHAKeyPrefix, LeaseTTL: DefaultHALeaseTTL,
+		SealedAnchorPath: f.Anchor,
+	}
+	switch {
+	case f.Port != nil:
+		h.AnchorPort = *f.Port
+	case f.Anchor != "":
+		h.AnchorPort = DefaultAnchorPort
 	}
 	if f.KeyPrefix != nil {
 		h.KeyPrefix = *f.KeyPrefix

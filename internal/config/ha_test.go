@@ -331,3 +331,27 @@ func TestHAManyUnknownKeys(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestAnchoredHA(t *testing.T) {
+	const base = minimal + "[ha]\nendpoints = ['https://e1:2379', 'https://e2:2379']\ninstance = 'a'\n"
+	c, err := Parse([]byte(base+"sealed_anchor_path = 'secrets/anchor.sealed'\n"), "/etc/tmkms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HA.Anchored() || c.HA.AnchorPort != DefaultAnchorPort || c.HA.SealedAnchorPath != "/etc/tmkms/secrets/anchor.sealed" {
+		t.Fatalf("anchored [ha] = %+v", c.HA)
+	}
+	for name, tt := range map[string]struct{ toml, key string }{
+		"host credential":        {"sealed_anchor_path = 'a'\ncert_file = 'c.pem'\n", "ha.cert_file"},
+		"host CA":                {"sealed_anchor_path = 'a'\nca_file = 'ca.pem'\n", "ha.ca_file"},
+		"port without anchor":    {"ca_file = 'a'\ncert_file = 'b'\nkey_file = 'c'\nanchor_port = 7000\n", "ha.anchor_port"},
+		"relay port collision":   {"sealed_anchor_path = 'a'\nanchor_port = 5554\n", "enclave_state_port"},
+		"relay ports past 65535": {"sealed_anchor_path = 'a'\nanchor_port = 65535\n", "ha.anchor_port"},
+	} {
+		_, err := Parse([]byte(base+tt.toml), "")
+		var fe *FieldError
+		if !errors.As(err, &fe) || !strings.Contains(err.Error(), tt.key) {
+			t.Errorf("%s: err = %v, want one naming %s", name, err, tt.key)
+		}
+	}
+}

@@ -123,10 +123,17 @@ func (w *writer) ha(h *HA) {
 	w.line("[ha]")
 	w.comment("etcd client URLs, https:// only: the records they hold decide what the validator signs.")
 	w.list("endpoints", h.Endpoints)
-	w.comment("Mutual TLS: the CA that verifies the etcd servers, and this signer's client certificate and key.")
-	w.str("ca_file", h.CAFile)
-	w.str("cert_file", h.CertFile)
-	w.str("key_file", h.KeyFile)
+	if h.Anchored() {
+		w.comment("The anchor: the enclave reaches etcd itself, with credentials sealed for it alone; the helper")
+		w.comment("relays its connection to endpoint i on host port anchor_port+i and holds no etcd credential.")
+		w.str("sealed_anchor_path", h.SealedAnchorPath)
+		w.line("anchor_port = %d", h.AnchorPort)
+	} else {
+		w.comment("Mutual TLS: the CA that verifies the etcd servers, and this signer's client certificate and key.")
+		w.str("ca_file", h.CAFile)
+		w.str("cert_file", h.CertFile)
+		w.str("key_file", h.KeyFile)
+	}
 	w.comment("Prefix of every etcd key used; validators sharing one cluster need different prefixes.")
 	w.str("key_prefix", h.KeyPrefix)
 	w.comment(fmt.Sprintf("Seconds an instance stays listed as alive without renewing its lease (%d to %d).", MinHALeaseTTL, MaxHALeaseTTL))

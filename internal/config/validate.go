@@ -113,6 +113,10 @@ func (v *validator) ports(c *Config) {
 			v.check(p.key, false, "port %d is already used by %s", p.port, other)
 		}
 		seen[p.port] = p.key
+		if h := c.HA; h.Anchored() {
+			v.check(p.key, p.port < h.AnchorPort || p.port >= h.AnchorPort+uint32(len(h.Endpoints)),
+				"port %d is in the anchor's relay ports (ha.anchor_port %d, one per endpoint)", p.port, h.AnchorPort)
+		}
 	}
 }
 
@@ -150,11 +154,24 @@ func (v *validator) ha(h *HA) {
 		v.check("ha.endpoints", !seen[hostport], "%q is listed more than once", e)
 		seen[hostport] = true
 	}
-	// etcd is reached over mutual TLS only: there is no setting without
-	// a client certificate to fall back to.
-	v.path("ha.ca_file", h.CAFile, true)
-	v.path("ha.cert_file", h.CertFile, true)
-	v.path("ha.key_file", h.KeyFile, true)
+	if h.Anchored() {
+		// The enclave is the only etcd client: a credential here would
+		// let the host rewrite the records that hold the enclaves back.
+		const why = "must be absent with sealed_anchor_path: the enclave holds the etcd credentials, the host must not"
+		v.check("ha.ca_file", h.CAFile == "", why)
+		v.check("ha.cert_file", h.CertFile == "", why)
+		v.check("ha.key_file", h.KeyFile == "", why)
+		v.path("ha.sealed_anchor_path", h.SealedAnchorPath, true)
+		v.check("ha.anchor_port", h.AnchorPort >= 1 && int(h.AnchorPort)+len(h.Endpoints) <= 65536,
+			"must leave room for one port per endpoint below 65536, got %d", h.AnchorPort)
+	} else {
+		// etcd is reached over mutual TLS only: there is no setting
+		// without a client certificate to fall back to.
+		v.path("ha.ca_file", h.CAFile, true)
+		v.path("ha.cert_file", h.CertFile, true)
+		v.path("ha.key_file", h.KeyFile, true)
+		v.check("ha.anchor_port", h.AnchorPort == 0, "is only used with sealed_anchor_path")
+	}
 	v.keyPrefix(h.KeyPrefix)
 	// Under 2 s a garbage-collection pause or a network blip drops a live
 	// instance; over 5 min a dead one stays listed as alive for minutes.

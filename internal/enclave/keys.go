@@ -3,6 +3,9 @@ package enclave
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +14,9 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/fxamacker/cbor/v2"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/anchor"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kms"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
@@ -22,88 +27,236 @@ import (
 // errKeyMismatch marks a sealed key that is not what its file claims.
 var errKeyMismatch = errors.New("sealed key does not match its recorded public key")
 
-// seal makes a key (a new one, or seed when importing) and seals it with
-// KMS from inside the enclave; the seed never leaves the enclave except as
-// KMS ciphertext. The answer carries an attestation document whose user
-// data binds the public key, the KMS key and the sealed file.
-func (e *Enclave) seal(ctx context.Context, region, keyID, purpose string, creds enclaveproto.Credentials, seed []byte) (*enclaveproto.GeneratedKey, error) {
+// seal makes a key and seals it with KMS from inside the enclave. A new key
+// is a KMS data key released only to this attested enclave (the instance
+// role has no kms:Encrypt, so a host cannot choose a key's plaintext); an
+// imported one (seed set) is sealed with kms:Encrypt under the credentials
+// the operator passed for the ceremony. The answer carries an attestation
+// document whose user data states what was sealed and how (attestedKey).
+func (e *Enclave) seal(ctx context.Context, region, keyID, purpose string, creds enclaveproto.Credentials, seed []byte, b enclaveproto.Binding) (*enclaveproto.GeneratedKey, error) {
 	kc, err := e.kms(region, creds)
 	if err != nil {
 		return nil, err
 	}
+	sk := &sealedkey.Key{Version: 2, Purpose: purpose, KeyType: "ed25519", KMSKeyID: keyID, Region: region,
+		Origin: sealedkey.Imported, ChainIDs: b.ChainIDs, Anchor: b.Anchor}
 	var key *signer.Ed25519
 	if seed == nil {
-		key, err = signer.GenerateEd25519()
+		sk.Origin = sealedkey.Generated
+		r, err := kms.NewRecipient(ctx, e.p.NSM, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		var dk []byte
+		if dk, sk.Ciphertext, sk.KMSKeyID, err = kc.GenerateDataKey(ctx, keyID, sk.EncryptionContext(), r); err != nil {
+			return nil, err
+		}
+		defer clear(dk)
+		if key, err = signer.NewEd25519(dk); err != nil {
+			return nil, err
+		}
+		sk.PublicKey = key.PubKey().Bytes()
 	} else {
-		key, err = signer.NewEd25519(seed)
+		if key, err = signer.NewEd25519(seed); err != nil {
+			return nil, err
+		}
+		sk.PublicKey = key.PubKey().Bytes()
+		if sk.Ciphertext, sk.KMSKeyID, err = kc.Encrypt(ctx, keyID, key.Seed(), sk.EncryptionContext()); err != nil {
+			return nil, err
+		}
 	}
+	return e.attested(ctx, sk, b.Nonce)
+}
+
+// sealAnchor seals the anchor's credentials: a KMS data key released only
+// to this enclave encrypts them here, bound to the anchor's fingerprint.
+func (e *Enclave) sealAnchor(ctx context.Context, m *enclaveproto.SealAnchor) (*enclaveproto.GeneratedKey, error) {
+	b := &anchor.Bundle{Endpoints: m.Endpoints, CA: m.CA, Cert: m.Cert, Key: m.Key, Username: m.Username, Password: string(m.Password), Prefix: m.Prefix}
+	if err := b.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadConfig, err)
+	}
+	fp, err := b.Fingerprint()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadConfig, err)
+	}
+	kc, err := e.kms(m.Region, m.Credentials)
 	if err != nil {
 		return nil, err
 	}
-	pub := key.PubKey().Bytes()
-	ct, err := kc.Encrypt(ctx, keyID, key.Seed(), sealedkey.Context(purpose, pub))
+	sk := &sealedkey.Key{Version: 2, Purpose: sealedkey.Anchor, Origin: sealedkey.Generated, Anchor: fp, KMSKeyID: m.KMSKeyID, Region: m.Region}
+	r, err := kms.NewRecipient(ctx, e.p.NSM, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	file, err := sealedkey.Marshal(&sealedkey.Key{Version: 1, Purpose: purpose, KeyType: "ed25519", PublicKey: pub, KMSKeyID: keyID, Region: region, Ciphertext: ct})
+	dk, ct, arn, err := kc.GenerateDataKey(ctx, m.KMSKeyID, sk.EncryptionContext(), r)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dk)
+	sk.Ciphertext, sk.KMSKeyID = ct, arn
+	plain, err := cbor.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	if sk.Sealed, err = aeadSeal(dk, plain, fp); err != nil {
+		return nil, err
+	}
+	return e.attested(ctx, sk, m.Nonce)
+}
+
+// attested encodes a sealed file and attests it: the user data binds the
+// public key (none for an anchor), the KMS key's ARN as KMS reported it,
+// the origin, the chains, the anchor and the file's SHA-256; the document's
+// nonce is the operator's. verify-attestation checks each on a trusted
+// machine before the key is registered on chain.
+func (e *Enclave) attested(ctx context.Context, sk *sealedkey.Key, nonce []byte) (*enclaveproto.GeneratedKey, error) {
+	file, err := sealedkey.Marshal(sk)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(file)
-	userData, err := json.Marshal(map[string]string{
-		"public_key":        hex.EncodeToString(pub),
-		"kms_key_id":        keyID,
-		"sealed_key_sha256": hex.EncodeToString(sum[:]),
+	chains := sk.ChainIDs
+	if chains == nil {
+		chains = []string{}
+	}
+	userData, err := json.Marshal(AttestedKey{
+		PublicKey: hex.EncodeToString(sk.PublicKey), KMSKeyID: sk.KMSKeyID, SealedKeySHA256: hex.EncodeToString(sum[:]),
+		Origin: sk.Origin, ChainIDs: chains, Anchor: sk.Anchor,
 	})
 	if err != nil {
 		return nil, err
 	}
-	doc, err := e.p.NSM.Attest(ctx, nsm.AttestRequest{UserData: userData})
+	doc, err := e.p.NSM.Attest(ctx, nsm.AttestRequest{UserData: userData, Nonce: nonce})
 	if err != nil {
-		return nil, fmt.Errorf("failed to attest the new key: %w", err)
+		return nil, fmt.Errorf("failed to attest the sealed %s: %w", sk.Purpose, err)
 	}
-	e.log.Info("sealed a key with KMS", "purpose", purpose, "public_key", hex.EncodeToString(pub), "kms_key_id", keyID)
-	return &enclaveproto.GeneratedKey{SealedKey: file, PubKey: pub, Attestation: doc}, nil
+	e.log.Info("sealed with KMS", "purpose", sk.Purpose, "origin", sk.Origin, "public_key", hex.EncodeToString(sk.PublicKey),
+		"kms_key_id", sk.KMSKeyID, "chain_ids", sk.ChainIDs, "anchor", sk.Anchor)
+	return &enclaveproto.GeneratedKey{SealedKey: file, PubKey: sk.PublicKey, Attestation: doc}, nil
+}
+
+// AttestedKey is the user data of the attestation document of a sealed
+// key or anchor.
+type AttestedKey struct {
+	PublicKey       string   `json:"public_key"` // hex; "" for an anchor
+	KMSKeyID        string   `json:"kms_key_id"`
+	SealedKeySHA256 string   `json:"sealed_key_sha256"`
+	Origin          string   `json:"origin"`
+	ChainIDs        []string `json:"chain_ids"`
+	Anchor          string   `json:"anchor"`
 }
 
 // unseal decrypts a sealed key file through KMS with a Recipient
 // attestation, so that only this enclave image can read the plaintext, and
 // checks that the key is the one the file records. pinned, when set, is the
-// only KMS key the operator allows.
-func (e *Enclave) unseal(ctx context.Context, kc *kms.Client, file []byte, purpose, pinned string) (*signer.Ed25519, error) {
-	sk, err := sealedkey.Parse(file)
+// only KMS key the operator allows. It returns the file too: what the key
+// is bound to (chains, anchor) is authenticated by KMS through the
+// encryption context.
+func (e *Enclave) unseal(ctx context.Context, kc *kms.Client, file []byte, purpose, pinned string) (*signer.Ed25519, *sealedkey.Key, error) {
+	sk, seed, err := e.decrypt(ctx, kc, file, purpose, pinned)
 	if err != nil {
-		return nil, err
-	}
-	keyID := sk.KMSKeyID
-	switch {
-	case sk.Legacy() && pinned == "":
-		return nil, errors.New("a tmkms-light sealed key does not record its KMS key: set kms_key_id in tmkms.toml")
-	case sk.Legacy():
-		keyID = pinned
-	case pinned != "" && !sameKey(pinned, sk.KMSKeyID):
-		return nil, fmt.Errorf("the sealed %s key is for KMS key %q, but kms_key_id pins %q", purpose, sk.KMSKeyID, pinned)
-	case sk.Purpose != purpose:
-		return nil, fmt.Errorf("the sealed key is a %s key, not a %s key", sk.Purpose, purpose)
-	}
-	// A fresh key and document per request: KMS refuses stale documents.
-	r, err := kms.NewRecipient(ctx, e.p.NSM, nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	seed, err := kc.Decrypt(ctx, sk.Ciphertext, keyID, sk.EncryptionContext(), r)
-	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer clear(seed)
 	key, err := signer.NewEd25519(seed)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !sk.Legacy() && !bytes.Equal(key.PubKey().Bytes(), sk.PublicKey) {
-		return nil, errKeyMismatch
+		return nil, nil, errKeyMismatch
 	}
-	return key, nil
+	return key, sk, nil
+}
+
+// unsealAnchor opens a sealed anchor file: the data key through KMS, then
+// the credentials it encrypts here.
+func (e *Enclave) unsealAnchor(ctx context.Context, kc *kms.Client, file []byte, pinned string) (*anchor.Bundle, string, error) {
+	sk, dk, err := e.decrypt(ctx, kc, file, sealedkey.Anchor, pinned)
+	if err != nil {
+		return nil, "", err
+	}
+	defer clear(dk)
+	plain, err := aeadOpen(dk, sk.Sealed, sk.Anchor)
+	if err != nil {
+		return nil, "", err
+	}
+	defer clear(plain)
+	var b anchor.Bundle
+	if err := cbor.Unmarshal(plain, &b); err != nil {
+		return nil, "", fmt.Errorf("the sealed anchor does not decode: %w", err)
+	}
+	if fp, err := b.Fingerprint(); err != nil || fp != sk.Anchor {
+		return nil, "", fmt.Errorf("the sealed anchor's credentials are not those of its fingerprint %s", sk.Anchor)
+	}
+	return &b, sk.Anchor, b.Validate()
+}
+
+// decrypt parses a sealed file and has KMS release its plaintext to this
+// enclave alone.
+func (e *Enclave) decrypt(ctx context.Context, kc *kms.Client, file []byte, purpose, pinned string) (*sealedkey.Key, []byte, error) {
+	sk, err := sealedkey.Parse(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyID := sk.KMSKeyID
+	switch {
+	case sk.Legacy() && pinned == "":
+		return nil, nil, errors.New("a tmkms-light sealed key does not record its KMS key: set kms_key_id in tmkms.toml")
+	case sk.Legacy():
+		keyID = pinned
+	case pinned != "" && !sameKey(pinned, sk.KMSKeyID):
+		return nil, nil, fmt.Errorf("the sealed %s key is for KMS key %q, but kms_key_id pins %q", purpose, sk.KMSKeyID, pinned)
+	}
+	if sk.Purpose != purpose {
+		return nil, nil, fmt.Errorf("the sealed file holds a %s key, not a %s key", sk.Purpose, purpose)
+	}
+	// A fresh key and document per request: KMS refuses stale documents.
+	r, err := kms.NewRecipient(ctx, e.p.NSM, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	plain, err := kc.Decrypt(ctx, sk.Ciphertext, keyID, sk.EncryptionContext(), r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sk, plain, nil
+}
+
+// aeadSeal encrypts with AES-256-GCM under key, binding ad; the nonce leads.
+func aeadSeal(key, plain []byte, ad string) ([]byte, error) {
+	g, err := gcm(key)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, g.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return g.Seal(nonce, nonce, plain, []byte(ad)), nil
+}
+
+func aeadOpen(key, sealed []byte, ad string) ([]byte, error) {
+	g, err := gcm(key)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < g.NonceSize() {
+		return nil, errors.New("the sealed anchor is truncated")
+	}
+	plain, err := g.Open(nil, sealed[:g.NonceSize()], sealed[g.NonceSize():], []byte(ad))
+	if err != nil {
+		return nil, errors.New("the sealed anchor's credentials fail authentication")
+	}
+	return plain, nil
+}
+
+func gcm(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
 }
 
 // sameKey compares a configured key reference (id, alias-free ARN) with

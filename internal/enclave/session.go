@@ -1,20 +1,21 @@
 package enclave
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net"
-	"slices"
+	"reflect"
 	"sync"
 
 	"github.com/cometbft/cometbft/crypto"
 	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/anchor"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/kms"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/privval"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/sealedkey"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
@@ -34,12 +35,11 @@ type session struct {
 
 // sameAs reports whether c asks for exactly what the session does, so that
 // a restarted host can configure a running enclave again and carry on.
+// Every field counts but the credentials, which the host refreshes.
 func (s *session) sameAs(c *enclaveproto.Configure) bool {
-	a, b := s.cfg, c
-	return a.ChainID == b.ChainID && a.Address == b.Address && slices.Equal(a.Addresses, b.Addresses) && a.ProtocolVersion == b.ProtocolVersion &&
-		a.MaxMessageSize == b.MaxMessageSize && a.MaxHeight == b.MaxHeight && a.Region == b.Region && a.KMSKeyID == b.KMSKeyID &&
-		bytes.Equal(a.SealedConsensusKey, b.SealedConsensusKey) && bytes.Equal(a.SealedIdentityKey, b.SealedIdentityKey) &&
-		a.StatePort == b.StatePort && a.ValidatorPort == b.ValidatorPort && a.LogPort == b.LogPort && a.HAInstance == b.HAInstance
+	a, b := *s.cfg, *c
+	a.Credentials, b.Credentials = enclaveproto.Credentials{}, enclaveproto.Credentials{}
+	return reflect.DeepEqual(a, b)
 }
 
 func port(p, def uint32) uint32 {
@@ -76,32 +76,39 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	if err != nil {
 		return nil, err
 	}
-	key, err := e.unseal(ctx, kc, c.SealedConsensusKey, sealedkey.Consensus, c.KMSKeyID)
+	key, sealed, err := e.unseal(ctx, kc, c.SealedConsensusKey, sealedkey.Consensus, c.KMSKeyID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to unseal the consensus key: %w", err)
+	}
+	if !sealed.AllowsChain(c.ChainID) {
+		return nil, fmt.Errorf("%w: the consensus key is sealed for chains %q only, not %q", errBadConfig, sealed.ChainIDs, c.ChainID)
 	}
 	resp := &enclaveproto.Configured{ConsensusPubKey: key.PubKey().Bytes()}
 	var identity crypto.PrivKey
 	if tcp {
-		if len(c.SealedIdentityKey) == 0 {
-			return nil, fmt.Errorf("%w: a tcp:// validator needs the sealed identity key (sealed_id_key_path)", errBadConfig)
+		if identity, err = e.identity(ctx, kc, c); err != nil {
+			return nil, err
 		}
-		id, err := e.unseal(ctx, kc, c.SealedIdentityKey, sealedkey.Identity, c.KMSKeyID)
-		if err != nil {
-			return nil, fmt.Errorf("failed to unseal the identity key: %w", err)
-		}
-		identity = cmted25519.PrivKey(ed25519.NewKeyFromSeed(id.Seed()))
 		resp.IdentityPubKey = identity.PubKey().Bytes()
 	}
 	store := &remoteStore{log: e.log, dial: func(ctx context.Context) (net.Conn, error) {
 		return e.p.DialHost(ctx, port(c.StatePort, DefaultStatePort))
 	}}
+	guard, anchored, err := e.guard(ctx, kc, c, key, sealed, store)
+	if err != nil {
+		return nil, err
+	}
 	last, err := store.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if chain, err := signstate.ChainID(last); err != nil || chain != "" && chain != c.ChainID {
 		return nil, fmt.Errorf("%w: the host's state is for chain %q, not %q (%v)", errBadConfig, chain, c.ChainID, err)
+	}
+	if anchored {
+		if last, err = e.catchUp(ctx, guard, key, last); err != nil {
+			return nil, err
+		}
 	}
 	if c.LogPort != 0 && c.LogPort != e.ship.port.Swap(c.LogPort) {
 		e.log.Info("logs now go to the configured host port", "port", c.LogPort)
@@ -112,15 +119,101 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 		}
 	}
 	opts := signer.Options{Log: e.log, MaxHeight: c.MaxHeight}
-	if c.HAInstance != "" {
-		hk, err := ha.DeriveKey(key.Seed(), c.ChainID)
-		if err != nil {
-			return nil, err
-		}
-		opts.Cluster = ha.NewGuard(store, hk, c.HAInstance, e.log)
-		e.log.Info("high availability: every decision is committed to the cluster before it is signed", "instance", c.HAInstance)
+	if guard != nil {
+		opts.Cluster = guard
 	}
 	s := signer.New(key, c.ChainID, last, store, opts)
+	e.session = e.serve(s, c, resp, dialect, addrs, identity)
+	e.log.Info("configured: signing", "chain_id", c.ChainID, "validator", c.Address, "protocol", dialect.String(),
+		"consensus_pubkey", fmt.Sprintf("%X", resp.ConsensusPubKey), "state", last.HRS(), "anchored", anchored)
+	return resp, nil
+}
+
+// identity unseals the SecretConnection key of tcp:// validators.
+func (e *Enclave) identity(ctx context.Context, kc *kms.Client, c *enclaveproto.Configure) (crypto.PrivKey, error) {
+	if len(c.SealedIdentityKey) == 0 {
+		return nil, fmt.Errorf("%w: a tcp:// validator needs the sealed identity key (sealed_id_key_path)", errBadConfig)
+	}
+	id, _, err := e.unseal(ctx, kc, c.SealedIdentityKey, sealedkey.Identity, c.KMSKeyID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to unseal the identity key: %w", err)
+	}
+	return cmted25519.PrivKey(ed25519.NewKeyFromSeed(id.Seed())), nil
+}
+
+// guard returns the cluster guard the signer consults before each
+// signature, and whether it is the anchor (which the enclave reaches
+// itself). A key sealed with an anchor gets nothing signed without it: the
+// host cannot drop it from the configuration. Without an anchor, [ha]
+// commits through the host, which is then trusted with the outcome, and a
+// single signer trusts the host's state file across restarts.
+func (e *Enclave) guard(ctx context.Context, kc *kms.Client, c *enclaveproto.Configure, key *signer.Ed25519, sealed *sealedkey.Key, host ha.Store) (*ha.Guard, bool, error) {
+	instance := c.HAInstance
+	if instance == "" {
+		instance = "signer"
+	}
+	var store ha.Store
+	switch {
+	case sealed.Anchor != "" && len(c.SealedAnchor) == 0:
+		return nil, false, fmt.Errorf("%w: the consensus key is bound to anchor %s, but the configuration has no sealed anchor (sealed_anchor_path in [ha]); nothing will be signed without it",
+			errBadConfig, sealed.Anchor[:16])
+	case len(c.SealedAnchor) != 0:
+		b, fp, err := e.unsealAnchor(ctx, kc, c.SealedAnchor, c.KMSKeyID)
+		if err != nil {
+			return nil, false, fmt.Errorf("failed to unseal the anchor: %w", err)
+		}
+		if sealed.Anchor != "" && fp != sealed.Anchor {
+			return nil, false, fmt.Errorf("%w: the sealed anchor is %s, but the consensus key is bound to anchor %s", errBadConfig, fp[:16], sealed.Anchor[:16])
+		}
+		cl, err := anchor.New(b, c.ChainID, func(ctx context.Context, i int) (net.Conn, error) {
+			return e.p.DialHost(ctx, port(c.AnchorPort, DefaultAnchorPort)+uint32(i))
+		})
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: %w", errBadConfig, err)
+		}
+		store = cl
+		e.log.Info("anchored: every decision is committed to etcd over TLS from the enclave before it is signed",
+			"instance", instance, "anchor", fp[:16], "record", cl.Key(), "endpoints", b.Endpoints)
+	case c.HAInstance != "":
+		store = host
+		e.log.Warn("high availability through the host, without an anchor: the host relays decisions to etcd and is trusted with the outcome", "instance", instance)
+	default:
+		e.log.Warn("no anchor: across enclave restarts the host's state file is trusted; a host that rolls it back can get a conflicting signature")
+		return nil, false, nil
+	}
+	hk, err := ha.DeriveKey(key.Seed(), c.ChainID)
+	if err != nil {
+		return nil, false, err
+	}
+	return ha.NewGuard(store, hk, instance, e.log), len(c.SealedAnchor) != 0, nil
+}
+
+// catchUp starts the signer at the anchor's decision when it is ahead of
+// the host's state (a rolled-back file, a fresh or second enclave). An
+// anchor that cannot be read now is not fatal: every signature is
+// committed to it first, so nothing is signed until it answers.
+func (e *Enclave) catchUp(ctx context.Context, g *ha.Guard, key *signer.Ed25519, last signstate.State) (signstate.State, error) {
+	won, by, ok, err := g.Latest(ctx)
+	switch {
+	case errors.Is(err, ha.ErrForged):
+		return last, err
+	case err != nil:
+		e.log.Error("the anchor could not be read: nothing will be signed until it answers", "err", err)
+		return last, nil
+	case !ok || won.HRS().Compare(last.HRS()) <= 0:
+		return last, nil
+	}
+	e.log.Warn("the anchor holds a later decision than the host's state: starting from the anchor's", "host", last.HRS(), "anchor", won.HRS(), "by", by)
+	sig, err := key.Sign(won.SignBytes)
+	if err != nil {
+		return last, err
+	}
+	won.Signature = sig
+	return won, nil
+}
+
+// serve starts one privval handler per node on the signer.
+func (e *Enclave) serve(s *signer.Signer, c *enclaveproto.Configure, resp *enclaveproto.Configured, dialect privval.Dialect, addrs []transport.Addr, identity crypto.PrivKey) *session {
 	sctx, cancel := context.WithCancel(e.ctx)
 	sess := &session{cfg: c, resp: resp, cancel: cancel, done: make(chan struct{})}
 	// One handler per node, all on one signer: one guard, and a request
@@ -128,17 +221,12 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	h := privval.NewHandler(s, dialect, e.log)
 	var wg sync.WaitGroup
 	for i, a := range addrs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			h.Run(sctx, e.validatorDialer(a, port(c.ValidatorPort, DefaultValidatorPort)+uint32(i), identity), privval.Options{MaxMessageSize: int(c.MaxMessageSize)})
-		}()
+		})
 	}
 	go func() { wg.Wait(); close(sess.done) }()
-	e.session = sess
-	e.log.Info("configured: signing", "chain_id", c.ChainID, "validator", c.Address, "protocol", dialect.String(),
-		"consensus_pubkey", fmt.Sprintf("%X", resp.ConsensusPubKey), "state", last.HRS())
-	return resp, nil
+	return sess
 }
 
 // validatorAddrs parses the validator addresses and says whether any is

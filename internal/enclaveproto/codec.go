@@ -21,6 +21,7 @@ const (
 	TypeImportKey         Type = 0x13
 	TypeGeneratedKey      Type = 0x14
 	TypeUpdateCredentials Type = 0x15
+	TypeSealAnchor        Type = 0x16
 	TypeStateSnapshot     Type = 0x20
 	TypePersistState      Type = 0x21
 	TypeStateAck          Type = 0x22
@@ -48,6 +49,8 @@ func newMessage(t Type) (Message, bool) {
 		return new(GeneratedKey), true
 	case TypeUpdateCredentials:
 		return new(UpdateCredentials), true
+	case TypeSealAnchor:
+		return new(SealAnchor), true
 	case TypeStateSnapshot:
 		return new(StateSnapshot), true
 	case TypePersistState:
@@ -83,6 +86,8 @@ func (t Type) String() string {
 		return "GeneratedKey"
 	case TypeUpdateCredentials:
 		return "UpdateCredentials"
+	case TypeSealAnchor:
+		return "SealAnchor"
 	case TypeStateSnapshot:
 		return "StateSnapshot"
 	case TypePersistState:
@@ -106,7 +111,7 @@ func MaxPayload(t Type) int {
 	switch {
 	case t == TypeLogRecord:
 		return MaxLogPayload
-	case t >= TypeConfigure && t <= TypeUpdateCredentials:
+	case t >= TypeConfigure && t <= TypeSealAnchor:
 		return MaxConfigPayload
 	}
 	return MaxStatePayload

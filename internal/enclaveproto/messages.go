@@ -25,6 +25,8 @@ const (
 	MaxLogAttrs  = 32
 	MaxAddresses = 8 // validator nodes one enclave serves
 	MaxInstance  = 64
+	MaxChainIDs  = 16 // chains one key may be sealed for
+	MaxNonce     = 64
 	maxErrCode   = 64
 	maxErrText   = 1024
 )
@@ -68,9 +70,15 @@ type Configure struct {
 	ValidatorPort uint32 `cbor:"validator_port"`
 	LogPort       uint32 `cbor:"log_port"`
 	// HAInstance, when set, turns on high availability: every decision is
-	// committed to the cluster through CommitDecision before it is signed,
-	// under this instance name.
+	// committed to the cluster before it is signed, under this instance
+	// name; through the host (CommitDecision) unless SealedAnchor is set.
 	HAInstance string `cbor:"ha_instance,omitempty"`
+	// SealedAnchor is the sealed anchor file (SealAnchor's answer): the
+	// enclave then reaches etcd itself, over TLS through host ports
+	// AnchorPort+i (0: 7000+i). A consensus key sealed with an anchor is
+	// refused without it.
+	SealedAnchor []byte `cbor:"sealed_anchor,omitempty"`
+	AnchorPort   uint32 `cbor:"anchor_port,omitempty"`
 }
 
 // Configured answers Configure with the unsealed keys' public halves.
@@ -86,6 +94,21 @@ type GenerateKey struct {
 	KMSKeyID    string      `cbor:"kms_key_id"`
 	Credentials Credentials `cbor:"credentials"`
 	Purpose     string      `cbor:"purpose"`
+	Binding
+}
+
+// Binding is what a new sealed key is bound to, through its KMS encryption
+// context, and what its attestation document states.
+type Binding struct {
+	// ChainIDs are the only chains the key will sign for (none: any, as
+	// keys sealed before chains were bound).
+	ChainIDs []string `cbor:"chain_ids,omitempty"`
+	// Anchor is the fingerprint (hex) of the anchor the key requires; ""
+	// for none.
+	Anchor string `cbor:"anchor,omitempty"`
+	// Nonce is the operator's, echoed in the attestation document so that
+	// an old document cannot be passed off as this one.
+	Nonce []byte `cbor:"nonce,omitempty"`
 }
 
 // ImportKey is GenerateKey for an existing key (a migrated
@@ -97,12 +120,32 @@ type ImportKey struct {
 	Credentials Credentials `cbor:"credentials"`
 	Purpose     string      `cbor:"purpose"`
 	Seed        SecretBytes `cbor:"seed"`
+	Binding
+}
+
+// SealAnchor (host→enclave, config channel; the operator's ceremony) asks
+// the enclave to seal the anchor's credentials with KMS so that only an
+// attested enclave can use them. The answer is GeneratedKey, with the
+// sealed anchor file, no public key, and an attestation stating the
+// anchor's fingerprint.
+type SealAnchor struct {
+	Region      string      `cbor:"region"`
+	KMSKeyID    string      `cbor:"kms_key_id"`
+	Credentials Credentials `cbor:"credentials"`
+	Endpoints   []string    `cbor:"endpoints"`
+	CA          []byte      `cbor:"ca"`
+	Cert        []byte      `cbor:"cert"`
+	Key         SecretBytes `cbor:"key"`
+	Username    string      `cbor:"username,omitempty"`
+	Password    SecretBytes `cbor:"password,omitempty"`
+	Prefix      string      `cbor:"prefix"`
+	Nonce       []byte      `cbor:"nonce,omitempty"`
 }
 
 // GeneratedKey answers GenerateKey and ImportKey.
 type GeneratedKey struct {
 	SealedKey   []byte `cbor:"sealed_key"`
-	PubKey      []byte `cbor:"pub_key"`
+	PubKey      []byte `cbor:"pub_key"`     // empty for a sealed anchor
 	Attestation []byte `cbor:"attestation"` // NSM document binding PubKey; empty if none
 }
 
@@ -194,6 +237,7 @@ func (*GenerateKey) Type() Type       { return TypeGenerateKey }
 func (*ImportKey) Type() Type         { return TypeImportKey }
 func (*GeneratedKey) Type() Type      { return TypeGeneratedKey }
 func (*UpdateCredentials) Type() Type { return TypeUpdateCredentials }
+func (*SealAnchor) Type() Type        { return TypeSealAnchor }
 func (*Ack) Type() Type               { return TypeAck }
 func (*StateSnapshot) Type() Type     { return TypeStateSnapshot }
 func (*PersistState) Type() Type      { return TypePersistState }
@@ -207,4 +251,5 @@ func (c *Configure) normalize()         { c.Credentials.normalize() }
 func (g *GenerateKey) normalize()       { g.Credentials.normalize() }
 func (i *ImportKey) normalize()         { i.Credentials.normalize() }
 func (u *UpdateCredentials) normalize() { u.Credentials.normalize() }
+func (a *SealAnchor) normalize()        { a.Credentials.normalize() }
 func (l *LogRecord) normalize()         { l.Time = l.Time.UTC() }

@@ -62,6 +62,11 @@ func samples() []struct {
 			ProtocolVersion: "auto", MaxMessageSize: 65536, Region: "ap-southeast-1",
 			SealedConsensusKey: seq(48, 0x10), HAInstance: "signer-b",
 		}},
+		{"configure-anchor", 10, &Configure{
+			ChainID: "crypto-org-chain-mainnet-1", Address: "unix:///run/validator.socket",
+			ProtocolVersion: "auto", MaxMessageSize: 65536, Region: "ap-southeast-1",
+			SealedConsensusKey: seq(48, 0x10), HAInstance: "signer-b", SealedAnchor: seq(64, 0x50), AnchorPort: 7000,
+		}},
 		{"configure-tcp", 2, &Configure{
 			ChainID: "cosmoshub-4", Address: "tcp://0123456789abcdef0123456789abcdef01234567@10.0.0.2:26659",
 			ProtocolVersion: "v0.38", MaxMessageSize: 1 << 20, MaxHeight: 25000000, Region: "us-east-1",
@@ -69,6 +74,11 @@ func samples() []struct {
 		}},
 		{"configured", 1, &Configured{ConsensusPubKey: seq(32, 0xa0), IdentityPubKey: seq(32, 0xc0)}},
 		{"generate-key", 3, &GenerateKey{Region: "ap-southeast-1", KMSKeyID: "alias/tmkms", Credentials: creds, Purpose: PurposeConsensus}},
+		{"generate-key-bound", 3, &GenerateKey{Region: "ap-southeast-1", KMSKeyID: "alias/tmkms", Credentials: creds, Purpose: PurposeConsensus,
+			Binding: Binding{ChainIDs: []string{"cosmoshub-4", "neutron-1"}, Anchor: strings.Repeat("ab", 32), Nonce: seq(16, 0x70)}}},
+		{"seal-anchor", 11, &SealAnchor{Region: "ap-southeast-1", KMSKeyID: "alias/tmkms", Credentials: creds,
+			Endpoints: []string{"https://etcd-1:2379", "https://etcd-2:2379"}, CA: seq(40, 0x01), Cert: seq(40, 0x31), Key: seq(40, 0x61),
+			Username: "tmkms-signer", Password: SecretBytes("correct horse"), Prefix: "/tmkms-nitro/", Nonce: seq(16, 0x70)}},
 		{"import-key", 4, &ImportKey{Region: "ap-southeast-1", KMSKeyID: "alias/tmkms", Credentials: creds, Purpose: PurposeIdentity, Seed: seq(32, 0)}},
 		{"generated-key", 3, &GeneratedKey{SealedKey: seq(48, 0x10), PubKey: seq(32, 0xa0), Attestation: seq(40, 0x80)}},
 		{"update-credentials", 5, &UpdateCredentials{Credentials: creds}},

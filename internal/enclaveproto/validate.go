@@ -16,8 +16,45 @@ func (c *Configure) validate() error {
 		return invalid("sealed_consensus_key is empty")
 	case len(c.HAInstance) > MaxInstance:
 		return invalid("ha_instance is %d bytes, at most %d allowed", len(c.HAInstance), MaxInstance)
+	case len(c.SealedAnchor) > maxSealedFile:
+		return invalid("sealed_anchor is %d bytes, at most %d allowed", len(c.SealedAnchor), maxSealedFile)
 	}
 	return c.Credentials.validate()
+}
+
+// maxSealedFile bounds a sealed file (sealedkey.MaxFileSize).
+const maxSealedFile = 16 << 10
+
+func (b *Binding) validate() error {
+	if len(b.ChainIDs) > MaxChainIDs {
+		return invalid("%d chain ids, at most %d allowed", len(b.ChainIDs), MaxChainIDs)
+	}
+	for _, c := range b.ChainIDs {
+		if c == "" || len(c) > MaxChainID {
+			return invalid("chain id must be 1 to %d bytes, got %d", MaxChainID, len(c))
+		}
+	}
+	if len(b.Anchor) != 0 && len(b.Anchor) != 64 || strings.Trim(b.Anchor, "0123456789abcdef") != "" {
+		return invalid("anchor must be 64 lower-case hex digits")
+	}
+	if len(b.Nonce) > MaxNonce {
+		return invalid("nonce is %d bytes, at most %d allowed", len(b.Nonce), MaxNonce)
+	}
+	return nil
+}
+
+func (a *SealAnchor) validate() error {
+	switch {
+	case len(a.Endpoints) == 0 || len(a.Endpoints) > 16:
+		return invalid("%d endpoints, want 1 to 16", len(a.Endpoints))
+	case len(a.CA) == 0 || len(a.Cert) == 0 || len(a.Key) == 0:
+		return invalid("the anchor needs a CA, a client certificate and its key")
+	case a.Prefix == "":
+		return invalid("prefix is empty")
+	case len(a.Nonce) > MaxNonce:
+		return invalid("nonce is %d bytes, at most %d allowed", len(a.Nonce), MaxNonce)
+	}
+	return a.Credentials.validate()
 }
 
 func (c *Configured) validate() error {
@@ -34,6 +71,9 @@ func (g *GenerateKey) validate() error {
 	if err := checkPurpose(g.Purpose); err != nil {
 		return err
 	}
+	if err := g.Binding.validate(); err != nil {
+		return err
+	}
 	return g.Credentials.validate()
 }
 
@@ -42,6 +82,9 @@ func (i *ImportKey) validate() error {
 		return invalid("seed is %d bytes, want %d", len(i.Seed), SeedSize)
 	}
 	if err := checkPurpose(i.Purpose); err != nil {
+		return err
+	}
+	if err := i.Binding.validate(); err != nil {
 		return err
 	}
 	return i.Credentials.validate()
@@ -58,8 +101,8 @@ func (g *GeneratedKey) validate() error {
 	if len(g.SealedKey) == 0 {
 		return invalid("sealed_key is empty")
 	}
-	if len(g.PubKey) != PubKeySize {
-		return invalid("pub_key is %d bytes, want %d", len(g.PubKey), PubKeySize)
+	if n := len(g.PubKey); n != 0 && n != PubKeySize {
+		return invalid("pub_key is %d bytes, want 0 (an anchor) or %d", n, PubKeySize)
 	}
 	return nil
 }

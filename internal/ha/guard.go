@@ -107,6 +107,34 @@ func (g *Guard) Commit(ctx context.Context, st signstate.State) (signstate.State
 	return signstate.State{}, "", fmt.Errorf("%w: the record kept changing under %d attempts", ErrUnavailable, maxAttempts)
 }
 
+// Latest reads the decision in force, authenticated, and remembers it: an
+// instance that starts from an older state never commits or signs below
+// it. ok is false when the store holds no decision yet.
+func (g *Guard) Latest(ctx context.Context) (d signstate.State, by string, ok bool, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, commitBudget)
+	defer cancel()
+	// Revision -1 never matches: the swap only reads.
+	_, cur, rev, err := g.store.CompareAndSwap(ctx, -1, []byte{0})
+	if err != nil {
+		return signstate.State{}, "", false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	g.rev = rev
+	if cur == nil {
+		g.noteRollback(signstate.HRS{}, "")
+		return signstate.State{}, "", false, nil
+	}
+	won, inst, err := g.key.Open(cur)
+	if err != nil {
+		g.rev = -1
+		return signstate.State{}, "", false, err
+	}
+	g.noteRollback(won.HRS(), inst)
+	g.saw(won, inst)
+	return won, inst, true, nil
+}
+
 // noteRollback logs a store that is behind what this guard saw committed:
 // its record was deleted or rolled back by someone with access to etcd.
 // Signing goes on (this instance's next commit restores a higher record,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -102,6 +103,13 @@ func Run(ctx context.Context, o Options) error {
 	for i, v := range validators {
 		errs = append(errs, serve("validator", cfg.EnclaveTendermintConn+uint32(i), (&Bridge{Validator: v, Log: o.Log, Metrics: m}).Serve))
 	}
+	if cfg.HA.Anchored() {
+		for i, e := range cfg.HA.Endpoints {
+			u, _ := url.Parse(e) // validated with the configuration
+			errs = append(errs, serve("anchor relay", cfg.HA.AnchorPort+uint32(i), (&Relay{Target: u.Host, Log: o.Log}).Serve))
+		}
+		o.Log.Info("anchored: the enclave reaches etcd itself; this helper relays its connections and holds no etcd credential", "endpoints", cfg.HA.Endpoints)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -135,7 +143,7 @@ func Run(ctx context.Context, o Options) error {
 // and keeps this instance's lease and health check running until ctx ends.
 func openCluster(ctx context.Context, cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (*etcdstore.Store, error) {
 	h := cfg.HA
-	if h == nil {
+	if h == nil || h.Anchored() {
 		return nil, nil
 	}
 	m.EnableHA()
@@ -148,7 +156,7 @@ func openCluster(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	return st, nil
 }
 
-type sealedKeys struct{ consensus, identity []byte }
+type sealedKeys struct{ consensus, identity, anchor []byte }
 
 func readSealed(cfg *config.Config, tcp bool) (sealedKeys, error) {
 	var s sealedKeys
@@ -159,6 +167,11 @@ func readSealed(cfg *config.Config, tcp bool) (sealedKeys, error) {
 	if tcp {
 		if s.identity, err = os.ReadFile(cfg.SealedIDKeyPath); err != nil {
 			return s, fmt.Errorf("sealed identity key (needed for tcp:// validators): %w", err)
+		}
+	}
+	if cfg.HA.Anchored() {
+		if s.anchor, err = os.ReadFile(cfg.HA.SealedAnchorPath); err != nil {
+			return s, fmt.Errorf("sealed anchor: %w", err)
 		}
 	}
 	return s, nil
@@ -176,8 +189,9 @@ func configureRequest(ctx context.Context, cfg *config.Config, sealed sealedKeys
 		expires = c.Expires
 	}
 	var instance string
+	var anchorPort uint32
 	if cfg.HA != nil {
-		instance = cfg.HA.Instance
+		instance, anchorPort = cfg.HA.Instance, cfg.HA.AnchorPort
 	}
 	return &enclaveproto.Configure{
 		ChainID:            cfg.ChainID,
@@ -195,6 +209,8 @@ func configureRequest(ctx context.Context, cfg *config.Config, sealed sealedKeys
 		ValidatorPort:      cfg.EnclaveTendermintConn,
 		LogPort:            cfg.EnclaveLogPort,
 		HAInstance:         instance,
+		SealedAnchor:       sealed.anchor,
+		AnchorPort:         anchorPort,
 	}, expires, nil
 }
 

@@ -115,7 +115,7 @@ func TestDialFailureIsNetworkError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = cl.Encrypt(t.Context(), fakeKeyARN, []byte("x"), nil)
+	_, _, err = cl.Encrypt(t.Context(), fakeKeyARN, []byte("x"), nil)
 	wantKind(t, err, kms.ErrNetwork)
 }
 

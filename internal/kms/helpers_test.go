@@ -109,6 +109,12 @@ func (f *fixture) goodClient(t *testing.T) *kms.Client {
 	return f.client(t, f.srv.Credentials().AWS())
 }
 
+// adminClient is the operator's: the only one allowed kms:Encrypt (the
+// import ceremony).
+func (f *fixture) adminClient(t *testing.T) *kms.Client {
+	return f.client(t, f.srv.AdminCredentials().AWS())
+}
+
 // admin returns a plain SDK client, for the calls an operator makes.
 func (f *fixture) admin(t *testing.T) *awskms.Client {
 	t.Helper()
@@ -116,7 +122,7 @@ func (f *fixture) admin(t *testing.T) *awskms.Client {
 	return awskms.New(awskms.Options{
 		Region: f.srv.Region(), BaseEndpoint: aws.String(localEndpoint),
 		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return f.srv.Credentials().AWS(), nil
+			return f.srv.AdminCredentials().AWS(), nil
 		}),
 		HTTPClient: &http.Client{Transport: tr}, RetryMaxAttempts: 1,
 	})

@@ -126,7 +126,7 @@ func TestExpiryCheckedBeforeSending(t *testing.T) {
 		t.Fatal(err)
 	}
 	now = now.Add(2 * time.Minute)
-	_, err = cl.Encrypt(context.Background(), "1234abcd-12ab-34cd-56ef-1234567890ab", []byte("x"), nil)
+	_, _, err = cl.Encrypt(context.Background(), "1234abcd-12ab-34cd-56ef-1234567890ab", []byte("x"), nil)
 	if !errors.Is(err, ErrCredentialsExpired) || dialed {
 		t.Fatalf("Encrypt with expired credentials = %v (dialed %v), want ErrCredentialsExpired before dialing", err, dialed)
 	}

@@ -29,7 +29,7 @@ func seed(t *testing.T) []byte {
 func (f *fixture) sealed(t *testing.T) (plaintext, blob []byte) {
 	t.Helper()
 	pt := seed(t)
-	blob, err := f.goodClient(t).Encrypt(t.Context(), f.keyARN, pt, chainCtx)
+	blob, _, err := f.adminClient(t).Encrypt(t.Context(), f.keyARN, pt, chainCtx)
 	if err != nil {
 		t.Fatalf("Encrypt: %v", err)
 	}
@@ -156,7 +156,7 @@ func TestAuthenticationRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := f.client(t, tt.creds).Encrypt(t.Context(), f.keyARN, seed(t), chainCtx)
+			_, _, err := f.client(t, tt.creds).Encrypt(t.Context(), f.keyARN, seed(t), chainCtx)
 			if ke := wantKind(t, err, kms.ErrAuthentication); ke.Code != tt.wantCode {
 				t.Fatalf("code = %q, want %q", ke.Code, tt.wantCode)
 			}
@@ -177,7 +177,7 @@ func TestAmazonRootsRefuseLocalKMS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = cl.Encrypt(t.Context(), f.keyARN, seed(t), chainCtx)
+	_, _, err = cl.Encrypt(t.Context(), f.keyARN, seed(t), chainCtx)
 	wantKind(t, err, kms.ErrTLS)
 }
 
@@ -193,7 +193,7 @@ func TestTLSServerNameIsTheEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = cl.Encrypt(t.Context(), f.keyARN, seed(t), chainCtx)
+	_, _, err = cl.Encrypt(t.Context(), f.keyARN, seed(t), chainCtx)
 	wantKind(t, err, kms.ErrTLS)
 }
 
@@ -201,7 +201,7 @@ func TestGenerateDataKeyWithRecipient(t *testing.T) {
 	f := newFixture(t)
 	cl := f.goodClient(t)
 	r := f.enclave(t, f.ca, f.pcr0)
-	pt, blob, err := cl.GenerateDataKey(t.Context(), f.keyARN, chainCtx, r)
+	pt, blob, _, err := cl.GenerateDataKey(t.Context(), f.keyARN, chainCtx, r)
 	if err != nil {
 		t.Fatalf("GenerateDataKey: %v", err)
 	}
@@ -234,13 +234,13 @@ func TestExpiredCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = cl.Encrypt(context.Background(), f.keyARN, seed(t), chainCtx)
+	_, _, err = cl.Encrypt(context.Background(), f.keyARN, seed(t), chainCtx)
 	wantKind(t, err, kms.ErrNoCredentials)
 }
 
 func TestCredentialsReplacedAtRuntime(t *testing.T) {
 	f := newFixture(t)
-	stale := f.srv.Credentials().AWS()
+	stale := f.srv.AdminCredentials().AWS()
 	stale.SecretAccessKey = "stale"
 	c := kms.NewCredentials()
 	if err := c.Set(stale); err != nil {
@@ -250,12 +250,12 @@ func TestCredentialsReplacedAtRuntime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = cl.Encrypt(t.Context(), f.keyARN, seed(t), chainCtx)
+	_, _, err = cl.Encrypt(t.Context(), f.keyARN, seed(t), chainCtx)
 	wantKind(t, err, kms.ErrAuthentication)
-	if err := c.Set(f.srv.Credentials().AWS()); err != nil {
+	if err := c.Set(f.srv.AdminCredentials().AWS()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Encrypt(t.Context(), f.keyARN, seed(t), chainCtx); err != nil {
+	if _, _, err := cl.Encrypt(t.Context(), f.keyARN, seed(t), chainCtx); err != nil {
 		t.Fatalf("Encrypt after Set: %v", err)
 	}
 }

@@ -37,53 +37,53 @@ func (c *Client) Decrypt(ctx context.Context, ciphertext []byte, keyID string, e
 }
 
 // Encrypt encrypts plaintext (at most 4096 bytes) under keyID, bound to
-// encCtx, and returns the ciphertext blob.
-func (c *Client) Encrypt(ctx context.Context, keyID string, plaintext []byte, encCtx map[string]string) ([]byte, error) {
+// encCtx, and returns the ciphertext blob and the key's ARN as KMS named it.
+func (c *Client) Encrypt(ctx context.Context, keyID string, plaintext []byte, encCtx map[string]string) (ciphertext []byte, arn string, err error) {
 	const op = "Encrypt"
 	if err := c.precheck(op, keyID, nil); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	out, err := c.api.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: plaintext, EncryptionContext: encCtx})
 	if err != nil {
-		return nil, classify(op, err)
+		return nil, "", classify(op, err)
 	}
 	if err := c.pin(op, keyID, out.KeyId); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(out.CiphertextBlob) == 0 {
-		return nil, newError(op, ErrBadResponse, "no ciphertext in response")
+		return nil, "", newError(op, ErrBadResponse, "no ciphertext in response")
 	}
-	return out.CiphertextBlob, nil
+	return out.CiphertextBlob, *out.KeyId, nil
 }
 
 // GenerateDataKey returns a fresh DataKeySize-byte key and its ciphertext
 // blob under keyID and encCtx. With a Recipient the plaintext key reaches
-// only r, as with Decrypt.
-func (c *Client) GenerateDataKey(ctx context.Context, keyID string, encCtx map[string]string, r *Recipient) (plaintext, ciphertext []byte, err error) {
+// only r, as with Decrypt. arn is the key's ARN as KMS named it.
+func (c *Client) GenerateDataKey(ctx context.Context, keyID string, encCtx map[string]string, r *Recipient) (plaintext, ciphertext []byte, arn string, err error) {
 	const op = "GenerateDataKey"
 	if err := c.precheck(op, keyID, r); err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	out, err := c.api.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{
 		KeyId: aws.String(keyID), NumberOfBytes: aws.Int32(DataKeySize), EncryptionContext: encCtx, Recipient: recipientInfo(r),
 	})
 	if err != nil {
-		return nil, nil, classify(op, err)
+		return nil, nil, "", classify(op, err)
 	}
 	if err := c.pin(op, keyID, out.KeyId); err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	if len(out.CiphertextBlob) == 0 {
-		return nil, nil, newError(op, ErrBadResponse, "no ciphertext in response")
+		return nil, nil, "", newError(op, ErrBadResponse, "no ciphertext in response")
 	}
 	pt, err := reveal(op, out.Plaintext, out.CiphertextForRecipient, r)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	if len(pt) != DataKeySize {
-		return nil, nil, newError(op, ErrBadResponse, "data key is %d bytes, want %d", len(pt), DataKeySize)
+		return nil, nil, "", newError(op, ErrBadResponse, "data key is %d bytes, want %d", len(pt), DataKeySize)
 	}
-	return pt, out.CiphertextBlob, nil
+	return pt, out.CiphertextBlob, *out.KeyId, nil
 }
 
 // GenerateRandom returns n (1..1024) random bytes from KMS, sealed to r if

@@ -85,7 +85,7 @@ func TestEvaluateSeedPolicy(t *testing.T) {
 		{"no deny, named admins: missing attestation", namedAdmins, enclaveSession, "kms:Decrypt", nil,
 			ImplicitDeny, SidEnclave, "key absent from the request"},
 		{"no deny, named admins: wrong PCR0 names the statement", namedAdmins, enclaveSession, "kms:Decrypt", attested(wrongPCR0, testPCR4()),
-			ImplicitDeny, SidEnclave, `"`+SidEnclave+`" does not apply: StringEqualsIgnoreCase kms:RecipientAttestation:PCR0`},
+			ImplicitDeny, SidEnclave, `"` + SidEnclave + `" does not apply: StringEqualsIgnoreCase kms:RecipientAttestation:PCR0`},
 		{"PCR values compare without case", seed, enclaveSession, "kms:Decrypt", attested(strings.ToUpper(testPCR0), strings.ToUpper(testPCR4())),
 			Allowed, SidEnclave, ""},
 		{"context keys compare without case", seed, enclaveSession, "kms:Decrypt",

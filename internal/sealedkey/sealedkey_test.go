@@ -3,6 +3,8 @@ package sealedkey
 import (
 	"bytes"
 	"errors"
+	"maps"
+	"strings"
 	"testing"
 )
 
@@ -70,4 +72,81 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func sampleV2() *Key {
+	k := sample()
+	k.Version, k.Origin, k.ChainIDs, k.Anchor = 2, Generated, []string{"cosmoshub-4", "neutron-1"}, strings.Repeat("ab", 32)
+	return k
+}
+
+// TestContextV2 checks what KMS binds: a host that edits any bound field
+// of the file presents another context, and KMS refuses to decrypt.
+func TestContextV2(t *testing.T) {
+	b, err := Marshal(sampleV2())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{ContextPurpose: Consensus, ContextOrigin: Generated,
+		ContextChainIDs: `["cosmoshub-4","neutron-1"]`, ContextAnchor: strings.Repeat("ab", 32)}
+	if got := k.EncryptionContext(); !maps.Equal(got, want) {
+		t.Fatalf("context = %v, want %v", got, want)
+	}
+	k.Origin = Imported
+	if got := k.EncryptionContext()[ContextPublicKey]; got != strings.Repeat("07", 32) {
+		t.Fatalf("an imported key's context binds its public key: %q", got)
+	}
+	if !k.AllowsChain("neutron-1") || k.AllowsChain("osmosis-1") || !sample().AllowsChain("osmosis-1") {
+		t.Fatal("AllowsChain")
+	}
+	for name, edit := range map[string]func(*Key){
+		"anchor removed": func(k *Key) { k.Anchor = "" },
+		"chain added":    func(k *Key) { k.ChainIDs = append(k.ChainIDs, "osmosis-1") },
+		"origin changed": func(k *Key) { k.Origin = Imported },
+	} {
+		e := sampleV2()
+		edit(e)
+		if maps.Equal(e.EncryptionContext(), sampleV2().EncryptionContext()) {
+			t.Errorf("%s: the context did not change", name)
+		}
+	}
+}
+
+func TestMalformedV2(t *testing.T) {
+	anchorFile := func() *Key {
+		return &Key{Version: 2, Purpose: Anchor, Origin: Generated, Anchor: strings.Repeat("cd", 32), KMSKeyID: "k",
+			Ciphertext: []byte{1}, Sealed: make([]byte, 40)}
+	}
+	if _, err := Marshal(anchorFile()); err != nil {
+		t.Fatalf("anchor file: %v", err)
+	}
+	for name, edit := range map[string]func(*Key){
+		"no origin":             func(k *Key) { k.Origin = "" },
+		"anchor without chains": func(k *Key) { k.ChainIDs = nil },
+		"short anchor":          func(k *Key) { k.Anchor = "abcd" },
+		"repeated chain":        func(k *Key) { k.ChainIDs = []string{"a", "a"} },
+		"sealed data on a key":  func(k *Key) { k.Sealed = []byte{1} },
+		"v1 with an anchor":     func(k *Key) { k.Version = 1 },
+	} {
+		k := sampleV2()
+		edit(k)
+		if _, err := Marshal(k); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+	for name, edit := range map[string]func(*Key){
+		"anchor with a public key": func(k *Key) { k.PublicKey = make([]byte, 32) },
+		"anchor imported":          func(k *Key) { k.Origin = Imported },
+		"anchor without data":      func(k *Key) { k.Sealed = nil },
+	} {
+		k := anchorFile()
+		edit(k)
+		if _, err := Marshal(k); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
 }
