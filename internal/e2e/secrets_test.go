@@ -117,7 +117,7 @@ func sealSeed(t *testing.T, bin, home string, seed []byte) (*enclaveproto.Genera
 		t.Fatal(err)
 	}
 	gk, err := host.SealKey(ctx, func(ctx context.Context) (net.Conn, error) { return localmode.DialConfig(ctx, home) },
-		&enclaveproto.ImportKey{Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Credentials: host.ProtoCredentials(kms.Credentials().AWS()),
+		&enclaveproto.ImportKey{Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Credentials: host.ProtoCredentials(kms.AdminCredentials().AWS()),
 			Purpose: enclaveproto.PurposeConsensus, Seed: seed})
 	if err != nil {
 		t.Fatal(err)
