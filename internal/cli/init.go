@@ -73,7 +73,10 @@ func runImport(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "import", "-a REGION -k KMS_KEY_ID --key priv_validator_key.json [--state priv_validator_state.json] [flags]",
 		"Seals an existing CometBFT priv_validator_key.json in the enclave, for validators migrating from a\n"+
 			"plaintext key, and migrates its double-sign state. The key is plaintext on this host already; delete\n"+
-			"the JSON file securely afterwards. A new identity key is generated as with init.")
+			"the JSON file securely afterwards. A new identity key is generated as with init.\n"+
+			"Importing is an administrator's ceremony: the instance role may not call kms:Encrypt (the key policy\n"+
+			"denies it, so that a host cannot plant a key), so put the operator's administrator credentials in\n"+
+			"[credentials] for this command and remove them afterwards. The sealed key records origin = imported.")
 	var k keyFlags
 	k.register(fs)
 	keyFile := fs.String("key", "", "the priv_validator_key.json to import (required)")
