@@ -105,7 +105,7 @@ func startHA(ctx context.Context, dir string, o Options) (*subject, error) {
 // initStack is `local init`; it returns the state file's path.
 func initStack(ctx context.Context, home, addr string, o Options) (string, error) {
 	fmt.Fprintf(o.Progress, "  local init (keys generated in the enclave, sealed by the local KMS)\n")
-	res, err := localmode.Init(ctx, localmode.InitOptions{Home: home, ChainID: chainID, Enclave: o.Enclave, Address: addr, Log: o.Log})
+	res, err := localmode.Init(ctx, localmode.InitOptions{Home: home, ChainIDs: []string{chainID}, Enclave: o.Enclave, Address: addr, Log: o.Log})
 	if err != nil {
 		return "", fmt.Errorf("local init: %w", err)
 	}

@@ -111,12 +111,12 @@ func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error 
 	laddr := "unix://" + filepath.Join(dir, "privval.sock")
 	log := slog.New(&demoHandler{d: d})
 	first := filepath.Join(dir, "kms")
-	res, err := localmode.Init(ctx, localmode.InitOptions{Home: first, ChainID: chainID, Enclave: bin, Address: laddr, Log: log})
+	res, err := localmode.Init(ctx, localmode.InitOptions{Home: first, ChainIDs: []string{chainID}, Enclave: bin, Address: laddr, Log: log})
 	if err != nil {
 		return hintFor(err)
 	}
 	fmt.Fprintf(d.env.Stdout, "chain %s: one validator; its key was generated in the enclave and sealed by the local KMS\n", chainID)
-	fmt.Fprintf(d.env.Stdout, "consensus public key: %s\n", pubkey.JSON(res.PubKey))
+	fmt.Fprintf(d.env.Stdout, "consensus public key: %s\n", pubkey.JSON(res.Consensus.PubKey))
 	homes := []string{first}
 	if d.instances > 0 {
 		homes, err = d.setUpHA(dir, first)
@@ -146,7 +146,7 @@ func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error 
 		}
 	}
 	start := time.Now()
-	node, err := localnode.Start(ctx, localnode.Config{Home: filepath.Join(dir, "node"), ChainID: chainID, PubKey: ed25519.PubKey(res.PubKey),
+	node, err := localnode.Start(ctx, localnode.Config{Home: filepath.Join(dir, "node"), ChainID: chainID, PubKey: ed25519.PubKey(res.Consensus.PubKey),
 		Laddr: laddr, BlockInterval: 200 * time.Millisecond})
 	if err != nil {
 		return err
@@ -206,7 +206,7 @@ func (d *demoRun) setUpHA(dir, first string) ([]string, error) {
 	var homes []string
 	for i := range d.instances {
 		home := filepath.Join(dir, fmt.Sprintf("signer-%d", i))
-		if err := localmode.Replicate(first, home); err != nil {
+		if err := localmode.Replicate(first, home, localmode.ReplicaOptions{}); err != nil {
 			return nil, err
 		}
 		if err := localmode.SetHA(home, c.HA(filepath.Base(home))); err != nil {

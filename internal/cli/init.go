@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -12,9 +13,9 @@ import (
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/atomicfile"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/host"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/sealedkey"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
@@ -24,13 +25,11 @@ type keyFlags struct {
 	region, keyID, display, prefix, dir string
 	cid                                 uint
 	force                               bool
+	ceremonyFlags
 }
 
-func (k *keyFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	UintVar(*uint, string, uint, string)
-	BoolVar(*bool, string, bool, string)
-}) {
+func (k *keyFlags) register(fs *flag.FlagSet) {
+	k.ceremonyFlags.register(fs)
 	fs.StringVar(&k.region, "a", "", "AWS region of the KMS key (required)")
 	fs.StringVar(&k.keyID, "k", "", "KMS key id or ARN that seals the keys (required)")
 	fs.StringVar(&k.display, "p", "bech32", "how to print the public key: bech32, base64 or json")
@@ -44,18 +43,26 @@ func (k *keyFlags) check() error {
 	if k.region == "" || k.keyID == "" {
 		return withHint(errors.New("-a REGION and -k KMS_KEY_ID are required"), "e.g. tmkms-nitro-helper init -a ap-southeast-1 -k <key id> -p bech32 -b crocnclconspub")
 	}
+	if len(k.chainIDs) == 0 {
+		return withHint(errors.New("--chain-id is required: the key is bound to the chains it may sign for when it is sealed"),
+			"repeat --chain-id for each chain that shares the key, e.g. a provider chain and its consumer chains")
+	}
 	if _, err := pubkey.Format(make([]byte, 32), k.display, k.prefix); err != nil {
 		return err
 	}
-	return nil
+	_, err := k.anchorFiles()
+	return err
 }
 
 func runInit(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "init", "-a REGION -k KMS_KEY_ID [-p bech32|base64|json] [-b PREFIX] [-c DIR] [--cid N] [--force]",
-		"Has the enclave generate the consensus key and the SecretConnection identity key and seal them with KMS\n"+
-			"from inside the enclave (the keys never exist in plaintext on this host). Writes secrets/secret.key,\n"+
-			"secrets/id.key, state/ and (if absent) tmkms.toml, and prints the public key and the enclave's\n"+
-			"attestation document, whose user data binds the key, the KMS key and the sealed file.")
+	fs := newFlags(env, "init", "-a REGION -k KMS_KEY_ID --chain-id ID [--nonce HEX] [--ha-* ...] [-p bech32|base64|json] [-b PREFIX] [-c DIR] [--cid N] [--force]",
+		"Has the enclave get the consensus key from KMS (a data key released only to the attested enclave) and\n"+
+			"generate the SecretConnection identity key, both sealed from inside the enclave: the keys never exist\n"+
+			"in plaintext on this host. The consensus key is bound for good to the chains named by --chain-id and,\n"+
+			"with --ha-endpoints, to the anchor (the etcd cluster the enclave commits every signature to), whose\n"+
+			"credentials the enclave seals first. Writes secrets/, state/, attestation.b64 and (if absent) tmkms.toml,\n"+
+			"and prints the public key, the attestation document and the verify-attestation command to run on a\n"+
+			"machine you trust before the key is registered on chain.")
 	var k keyFlags
 	k.register(fs)
 	if err := parse(fs, args, 0); err != nil {
@@ -64,9 +71,7 @@ func runInit(ctx context.Context, env *Env, args []string) error {
 	if err := k.check(); err != nil {
 		return err
 	}
-	return sealAndReport(ctx, env, &k, func(purpose string, creds enclaveproto.Credentials) enclaveproto.Message {
-		return &enclaveproto.GenerateKey{Region: k.region, KMSKeyID: k.keyID, Credentials: creds, Purpose: purpose}
-	}, nil)
+	return sealAndReport(ctx, env, &k, nil, nil)
 }
 
 func runImport(ctx context.Context, env *Env, args []string) error {
@@ -91,12 +96,7 @@ func runImport(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return sealAndReport(ctx, env, &k, func(purpose string, creds enclaveproto.Credentials) enclaveproto.Message {
-		if purpose == enclaveproto.PurposeConsensus {
-			return &enclaveproto.ImportKey{Region: k.region, KMSKeyID: k.keyID, Credentials: creds, Purpose: purpose, Seed: seed}
-		}
-		return &enclaveproto.GenerateKey{Region: k.region, KMSKeyID: k.keyID, Credentials: creds, Purpose: purpose}
-	}, func(statePath string) error { return importState(*stateFile, statePath) })
+	return sealAndReport(ctx, env, &k, seed, func(statePath string) error { return importState(*stateFile, statePath) })
 }
 
 // readPrivValidatorKey returns the 32-byte seed of a CometBFT key file.
@@ -143,9 +143,10 @@ func importState(from, to string) error {
 	return atomicfile.WriteFile(to, data, 0o600)
 }
 
-// sealAndReport runs init's common path: config file, credentials, the two
-// keys sealed in the enclave, state, and the report.
-func sealAndReport(ctx context.Context, env *Env, k *keyFlags, req func(purpose string, creds enclaveproto.Credentials) enclaveproto.Message, state func(string) error) error {
+// sealAndReport runs init's common path: config file, credentials, the
+// ceremony in the enclave (generating the consensus key, or importing
+// seed), state, and the report.
+func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, state func(string) error) error {
 	cfg, err := initConfig(k)
 	if err != nil {
 		return err
@@ -158,27 +159,27 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, req func(purpose 
 	if err != nil {
 		return withHint(fmt.Errorf("no AWS credentials: %w", err), "run on the EC2 instance with its instance role, or set [credentials] in tmkms.toml")
 	}
-	creds := host.ProtoCredentials(awsCreds)
 	enclave := transport.Port(transport.Addr{Scheme: "vsock", CID: cfg.EnclaveConfigCID}, cfg.EnclaveConfigPort)
-	dial := func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, enclave, nil) }
-	var consensus *enclaveproto.GeneratedKey
-	for _, p := range []struct{ purpose, path string }{
-		{enclaveproto.PurposeConsensus, cfg.SealedConsensusKeyPath},
-		{enclaveproto.PurposeIdentity, cfg.SealedIDKeyPath},
-	} {
-		if _, err := os.Stat(p.path); err == nil && !k.force {
-			return withHint(fmt.Errorf("%w at %s", host.ErrKeyExists, p.path), "pass --force to replace it; the old key is then lost for good")
-		}
-		gk, err := host.SealKey(ctx, dial, req(p.purpose, creds))
-		if err != nil {
-			return withHint(fmt.Errorf("the enclave could not seal the %s key: %w", p.purpose, err),
-				fmt.Sprintf("is the enclave running at CID %d ('tmkms-nitro-helper enclave info'), and vsock-proxy on port 8000?", cfg.EnclaveConfigCID))
-		}
-		if err := host.WriteSecret(p.path, gk.SealedKey, k.force); err != nil {
+	anchorFiles, _ := k.anchorFiles()
+	cer := &host.Ceremony{
+		Dial:   func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, enclave, nil) },
+		Region: k.region, KMSKeyID: k.keyID, Creds: host.ProtoCredentials(awsCreds),
+		ChainIDs: k.chainIDs, Nonce: k.nonce, Anchor: anchorFiles, Import: seed, Force: k.force,
+	}
+	paths := host.Paths{Consensus: cfg.SealedConsensusKeyPath, Identity: cfg.SealedIDKeyPath}
+	if anchorFiles != nil {
+		paths.Anchor = filepath.Join(filepath.Dir(cfg.SealedConsensusKeyPath), "anchor.sealed")
+	}
+	sealed, err := cer.Run(ctx, paths)
+	switch {
+	case errors.Is(err, host.ErrKeyExists):
+		return withHint(err, "pass --force to replace it; the old key is then lost for good")
+	case err != nil:
+		return withHint(err, fmt.Sprintf("is the enclave running at CID %d ('tmkms-nitro-helper enclave info'), and vsock-proxy on port 8000?", cfg.EnclaveConfigCID))
+	}
+	if anchorFiles != nil {
+		if err := writeAnchorTable(filepath.Join(k.dir, "tmkms.toml"), anchorFiles, paths.Anchor, k.instance); err != nil {
 			return err
-		}
-		if p.purpose == enclaveproto.PurposeConsensus {
-			consensus = gk
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.StateFilePath), 0o700); err != nil {
@@ -194,10 +195,25 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, req func(purpose 
 		return err
 	}
 	st.Close()
-	line, _ := pubkey.Format(consensus.PubKey, k.display, k.prefix)
+	line, _ := pubkey.Format(sealed.Consensus.PubKey, k.display, k.prefix)
 	fmt.Fprintln(env.Stdout, line)
-	fmt.Fprintf(env.Stdout, "Nitro Enclave attestation:\n%s\n", base64.StdEncoding.EncodeToString(consensus.Attestation))
-	return nil
+	origin := sealedkey.Generated
+	if seed != nil {
+		origin = sealedkey.Imported
+	}
+	return reportSealed(env, k.dir, sealed, origin, k.chainIDs, nil, "")
+}
+
+// writeAnchorTable points tmkms.toml's [ha] table at the sealed anchor:
+// the endpoints the host relays to, and nothing the host could write with.
+func writeAnchorTable(path string, a *host.AnchorFiles, sealedPath, instance string) error {
+	if instance == "" {
+		instance, _ = os.Hostname()
+	}
+	return config.Edit(path, func(c *config.Config) {
+		c.HA = &config.HA{Endpoints: a.Endpoints, SealedAnchorPath: sealedPath, AnchorPort: config.DefaultAnchorPort,
+			KeyPrefix: a.Prefix, LeaseTTL: config.DefaultHALeaseTTL, Instance: instance}
+	})
 }
 
 // initConfig loads DIR/tmkms.toml, writing tmkms-light's defaults (with
@@ -207,6 +223,7 @@ func initConfig(k *keyFlags) (*config.Config, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		c := config.Default(k.region)
 		c.KMSKeyID = k.keyID
+		c.ChainID = k.chainIDs[0]
 		c.EnclaveConfigCID = uint32(k.cid)
 		data, err := config.Marshal(c)
 		if err != nil {

@@ -5,44 +5,83 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/sealedkey"
 )
 
 const enclaveHint = "build it next to this program: go build -o \"$(dirname \"$(command -v tmkms-nitro-helper)\")\" ./cmd/tmkms-nitro-enclave\nor pass --enclave PATH"
 
 func runLocal(ctx context.Context, env *Env, args []string) error {
-	return subcommands(ctx, env, args, "local init|start [flags]\n\nLocal mode runs the enclave as a process, with unix sockets for vsock, a software NSM and a local KMS.",
-		map[string]func(context.Context, *Env, []string) error{"init": runLocalInit, "start": runLocalStart})
+	return subcommands(ctx, env, args, "local init|replicate|start [flags]\n\nLocal mode runs the enclave as a process, with unix sockets for vsock, a software NSM and a local KMS.",
+		map[string]func(context.Context, *Env, []string) error{"init": runLocalInit, "replicate": runLocalReplicate, "start": runLocalStart})
 }
 
 func runLocalInit(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "local init", "--home DIR --chain-id ID [flags]",
+	fs := newFlags(env, "local init", "--home DIR --chain-id ID [--ha-endpoints URL,... --ha-ca F --ha-cert F --ha-key F [--ha-user U --ha-password-file F] --instance NAME] [flags]",
 		"Creates a local validator signer in DIR: a local KMS whose key policy pins the enclave binary's PCR0,\n"+
 			"keys generated inside the (local) enclave and sealed by that KMS, tmkms.toml and state/. Prints the\n"+
-			"consensus public key and writes it to DIR/pubkey.json as CometBFT JSON.")
+			"consensus public key and writes it to DIR/pubkey.json as CometBFT JSON.\n\n"+
+			"With --ha-endpoints the enclave first seals the etcd client credentials (the anchor), binds the key to\n"+
+			"it, and tmkms.toml gets an [ha] table naming the sealed anchor: every signature is then committed to\n"+
+			"etcd by the enclave itself, over TLS the host only relays. 'local replicate' adds instances to the set.")
 	o := localmode.InitOptions{Log: newLogger(env, false)}
+	var cf ceremonyFlags
+	cf.register(fs)
 	fs.StringVar(&o.Home, "home", "", "directory for the signer's files (required)")
-	fs.StringVar(&o.ChainID, "chain-id", "", "the chain to sign for (required)")
 	fs.StringVar(&o.Address, "address", "", "the validator's priv_validator_laddr (default unix://DIR/privval.sock)")
 	fs.StringVar(&o.Enclave, "enclave", "", "path of tmkms-nitro-enclave (default: next to this program, or on $PATH)")
 	fs.BoolVar(&o.Force, "force", false, "replace existing keys (the old key is lost)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if o.Home == "" || o.ChainID == "" {
+	if o.Home == "" || len(cf.chainIDs) == 0 {
 		fs.Usage()
 		return errUsage
 	}
+	var err error
+	if o.Anchor, err = cf.anchorFiles(); err != nil {
+		return err
+	}
+	o.ChainIDs, o.Nonce, o.Instance = cf.chainIDs, cf.nonce, cf.instance
 	res, err := localmode.Init(ctx, o)
 	if err != nil {
 		return hintFor(err)
 	}
+	pub := res.Consensus.PubKey
 	fmt.Fprintf(env.Stdout, "wrote %s\n", res.ConfigPath)
-	fmt.Fprintf(env.Stdout, "consensus public key: %s\n", pubkey.JSON(res.PubKey))
-	fmt.Fprintf(env.Stdout, "validator address: %s\n", pubkey.Address(res.PubKey))
+	fmt.Fprintf(env.Stdout, "consensus public key: %s\n", pubkey.JSON(pub))
+	fmt.Fprintf(env.Stdout, "validator address: %s\n", pubkey.Address(pub))
+	return reportSealed(env, o.Home, res.Sealed, sealedkey.Generated, o.ChainIDs, res.PCR0, localmode.NSMRoot(o.Home))
+}
+
+func runLocalReplicate(_ context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "local replicate", "--from DIR --home DIR2 [--instance NAME] [--address URL]",
+		"Sets up another instance of the signer set in DIR, as a second EC2 host would be: the same sealed keys,\n"+
+			"KMS and (if any) sealed anchor, a copy of the state file, its own sockets and processes. Start it with\n"+
+			"'local start --home DIR2'.")
+	var from, home, instance, address string
+	fs.StringVar(&from, "from", "", "an initialized local home (required)")
+	fs.StringVar(&home, "home", "", "the new instance's directory; must not exist (required)")
+	fs.StringVar(&instance, "instance", "", "the new instance's name in the anchor's records (default: the directory's name)")
+	fs.StringVar(&address, "address", "", "the validator's priv_validator_laddr (default unix://DIR2/privval.sock when DIR's is in DIR)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if from == "" || home == "" {
+		fs.Usage()
+		return errUsage
+	}
+	if instance == "" {
+		instance = filepath.Base(home)
+	}
+	if err := localmode.Replicate(from, home, localmode.ReplicaOptions{Instance: instance, Address: address}); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s\n", filepath.Join(home, "tmkms.toml"))
 	return nil
 }
 

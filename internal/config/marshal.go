@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/tmkms-nitro/tmkms-nitro/internal/atomicfile"
+
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -171,4 +173,19 @@ func quote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// Edit loads the file at path, applies edit, validates the result and
+// replaces the file durably; the file is unchanged on any error.
+func Edit(path string, edit func(*Config)) error {
+	c, err := Load(path)
+	if err != nil {
+		return err
+	}
+	edit(c)
+	data, err := Marshal(c)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, data, 0o600)
 }

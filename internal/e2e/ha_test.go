@@ -45,7 +45,7 @@ func haInstances(t *testing.T, bin, chain string, c *etcdlocal.Cluster, n int) (
 		name := fmt.Sprintf("signer-%d", i)
 		home := filepath.Join(dir, name)
 		if i > 0 {
-			if err := localmode.Replicate(first, home); err != nil {
+			if err := localmode.Replicate(first, home, localmode.ReplicaOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}

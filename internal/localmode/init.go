@@ -16,7 +16,6 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/atomicfile"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/host"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kmspolicy"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
@@ -27,19 +26,24 @@ import (
 
 // InitOptions configure Init.
 type InitOptions struct {
-	Home    string
-	ChainID string
-	Enclave string // the enclave program; "" finds it (FindEnclave)
-	Address string // the validator's priv_validator_laddr; default unix://<home>/privval.sock
-	Force   bool   // replace existing keys
-	Log     *slog.Logger
+	Home     string
+	ChainIDs []string // the chains the key may sign for; the first goes into tmkms.toml
+	Enclave  string   // the enclave program; "" finds it (FindEnclave)
+	Address  string   // the validator's priv_validator_laddr; default unix://<home>/privval.sock
+	Force    bool     // replace existing keys
+	Nonce    []byte   // echoed in the attestation documents; nil: a random one
+	// Anchor, when set, is sealed first, the consensus key is bound to
+	// it, and tmkms.toml gets an [ha] table naming the sealed anchor.
+	Anchor   *host.AnchorFiles
+	Instance string // this signer's name in the anchor's records; default the host name
+	Log      *slog.Logger
 }
 
 // InitResult is what Init made.
 type InitResult struct {
-	PubKey      []byte
-	Attestation []byte
-	ConfigPath  string
+	*host.Sealed
+	ConfigPath string
+	PCR0       []byte // of the enclave binary, as the KMS key policy pins it
 }
 
 // Init creates everything a local validator needs in o.Home: the software
@@ -71,7 +75,11 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 		return nil, err
 	}
 	defer kms.Close()
-	keyARN, err := createKey(ctx, kms, bin)
+	pcr0, err := nsm.PCR0File(bin)
+	if err != nil {
+		return nil, err
+	}
+	keyARN, err := createKey(ctx, kms, pcr0)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +94,12 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 		return nil, err
 	}
 	defer func() { stop(); enc.Wait() }()
-	return sealKeys(ctx, home, cfg, kms, o.Force)
+	res, err := sealKeys(ctx, home, cfg, kms, o)
+	if err != nil {
+		return nil, err
+	}
+	res.PCR0 = pcr0
+	return res, nil
 }
 
 func ensureCA(home string) error {
@@ -103,11 +116,7 @@ func ensureCA(home string) error {
 
 // createKey makes the KMS key whose policy lets only this enclave binary
 // (PCR0) on this "instance" (PCR4) decrypt, with the unmodified AWS SDK.
-func createKey(ctx context.Context, k *KMS, bin string) (string, error) {
-	pcr0, err := nsm.PCR0File(bin)
-	if err != nil {
-		return "", err
-	}
+func createKey(ctx context.Context, k *KMS, pcr0 []byte) (string, error) {
 	pcr4 := pcr.PCR4(enclave.LocalInstanceID)
 	pol, err := kmspolicy.Seed(kmspolicy.Params{
 		AccountID: accountOf(k.Credentials().RoleARN),
@@ -143,7 +152,7 @@ func accountOf(arn string) string {
 
 func writeConfig(home string, o InitOptions, k *KMS, keyARN string) (*config.Config, error) {
 	c := config.Default(k.Region())
-	c.ChainID = o.ChainID
+	c.ChainID = o.ChainIDs[0]
 	c.Address = o.Address
 	if c.Address == "" {
 		c.Address = "unix://" + filepath.Join(home, "privval.sock")
@@ -151,6 +160,13 @@ func writeConfig(home string, o InitOptions, k *KMS, keyARN string) (*config.Con
 	c.KMSKeyID = keyARN
 	creds := k.Credentials()
 	c.Credentials = &config.Credentials{KeyID: creds.AccessKeyID, SecretKey: creds.SecretAccessKey, SessionToken: creds.SessionToken}
+	if a := o.Anchor; a != nil {
+		c.HA = &config.HA{Endpoints: a.Endpoints, SealedAnchorPath: filepath.Join(home, "secrets", "anchor.sealed"),
+			AnchorPort: enclave.DefaultAnchorPort, KeyPrefix: a.Prefix, LeaseTTL: config.DefaultHALeaseTTL, Instance: o.Instance}
+		if c.HA.Instance == "" {
+			c.HA.Instance, _ = os.Hostname()
+		}
+	}
 	data, err := config.Marshal(c)
 	if err != nil {
 		return nil, err
@@ -162,24 +178,19 @@ func writeConfig(home string, o InitOptions, k *KMS, keyARN string) (*config.Con
 	return config.Load(path)
 }
 
-func sealKeys(ctx context.Context, home string, cfg *config.Config, k *KMS, force bool) (*InitResult, error) {
-	dial := func(ctx context.Context) (net.Conn, error) { return DialConfig(ctx, home) }
-	creds := host.ProtoCredentials(k.Credentials().AWS())
-	res := &InitResult{ConfigPath: filepath.Join(home, "tmkms.toml")}
-	for _, p := range []struct{ purpose, path string }{
-		{enclaveproto.PurposeConsensus, cfg.SealedConsensusKeyPath},
-		{enclaveproto.PurposeIdentity, cfg.SealedIDKeyPath},
-	} {
-		gk, err := host.SealKey(ctx, dial, &enclaveproto.GenerateKey{Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Credentials: creds, Purpose: p.purpose})
-		if err != nil {
-			return nil, fmt.Errorf("generating the %s key: %w", p.purpose, err)
-		}
-		if err := host.WriteSecret(p.path, gk.SealedKey, force); err != nil {
-			return nil, err
-		}
-		if p.purpose == enclaveproto.PurposeConsensus {
-			res.PubKey, res.Attestation = gk.PubKey, gk.Attestation
-		}
+func sealKeys(ctx context.Context, home string, cfg *config.Config, k *KMS, o InitOptions) (*InitResult, error) {
+	cer := &host.Ceremony{
+		Dial:   func(ctx context.Context) (net.Conn, error) { return DialConfig(ctx, home) },
+		Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Creds: host.ProtoCredentials(k.Credentials().AWS()),
+		ChainIDs: o.ChainIDs, Nonce: o.Nonce, Anchor: o.Anchor, Force: o.Force,
+	}
+	paths := host.Paths{Consensus: cfg.SealedConsensusKeyPath, Identity: cfg.SealedIDKeyPath}
+	if cfg.HA.Anchored() {
+		paths.Anchor = cfg.HA.SealedAnchorPath
+	}
+	sealed, err := cer.Run(ctx, paths)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.StateFilePath), 0o700); err != nil {
 		return nil, err
@@ -189,8 +200,8 @@ func sealKeys(ctx context.Context, home string, cfg *config.Config, k *KMS, forc
 		return nil, err
 	}
 	st.Close()
-	if err := atomicfile.WriteFile(filepath.Join(home, "pubkey.json"), []byte(pubkey.JSON(res.PubKey)+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(home, "pubkey.json"), []byte(pubkey.JSON(sealed.Consensus.PubKey)+"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	return res, nil
+	return &InitResult{Sealed: sealed, ConfigPath: filepath.Join(home, "tmkms.toml")}, nil
 }

@@ -19,7 +19,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -90,5 +89,8 @@ func (k *KMS) Admin() (*awskms.Client, error) {
 	}), nil
 }
 
-// errExists guards against overwriting a key.
-var errExists = errors.New("a sealed key already exists")
+// NSMRoot is the software NSM's root certificate of home: what
+// verify-attestation --root trusts for local mode's documents.
+func NSMRoot(home string) string {
+	return filepath.Join(home, enclave.LocalNSMDir, nsm.CARootFile)
+}

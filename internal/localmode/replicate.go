@@ -12,12 +12,18 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
 )
 
+// ReplicaOptions are what differs between instances of a set.
+type ReplicaOptions struct {
+	Instance string // the name in [ha]; "" keeps from's
+	Address  string // the validator's address; "" moves from's socket into to
+}
+
 // Replicate makes the local home to from the initialized home from, as a
 // second EC2 host of a high-availability set is set up: the same sealed
-// keys and KMS key (the local KMS's data), a copy of the state file, and
-// its own sockets and processes. Paths in tmkms.toml that pointed into
-// from point into to.
-func Replicate(from, to string) error {
+// keys, sealed anchor and KMS key (the local KMS's data), a copy of the
+// state file, and its own sockets and processes. Paths in tmkms.toml that
+// pointed into from point into to.
+func Replicate(from, to string, o ReplicaOptions) error {
 	if _, err := os.Stat(to); err == nil {
 		return fmt.Errorf("local replicate: %s already exists", to)
 	}
@@ -45,12 +51,25 @@ func Replicate(from, to string) error {
 		return fmt.Errorf("local replicate: %w", err)
 	}
 	return editConfig(to, func(c *config.Config) {
-		for _, p := range []*string{&c.SealedConsensusKeyPath, &c.SealedIDKeyPath, &c.StateFilePath} {
+		paths := []*string{&c.SealedConsensusKeyPath, &c.SealedIDKeyPath, &c.StateFilePath}
+		if c.HA != nil {
+			paths = append(paths, &c.HA.SealedAnchorPath, &c.HA.CAFile, &c.HA.CertFile, &c.HA.KeyFile)
+			if o.Instance != "" {
+				c.HA.Instance = o.Instance
+			}
+		}
+		for _, p := range paths {
+			if *p == "" {
+				continue
+			}
 			if rel, err := filepath.Rel(from, *p); err == nil && !strings.HasPrefix(rel, "..") {
 				*p = filepath.Join(to, rel)
 			}
 		}
-		if c.Address == "unix://"+filepath.Join(from, "privval.sock") {
+		switch {
+		case o.Address != "":
+			c.Address, c.Addresses = o.Address, nil
+		case c.Address == "unix://"+filepath.Join(from, "privval.sock"):
 			c.Address = "unix://" + filepath.Join(to, "privval.sock")
 		}
 	})
@@ -62,15 +81,5 @@ func SetHA(home string, ha *config.HA) error {
 }
 
 func editConfig(home string, edit func(*config.Config)) error {
-	path := filepath.Join(home, "tmkms.toml")
-	c, err := config.Load(path)
-	if err != nil {
-		return err
-	}
-	edit(c)
-	data, err := config.Marshal(c) // validates
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, data, 0o600)
+	return config.Edit(filepath.Join(home, "tmkms.toml"), edit)
 }
