@@ -71,6 +71,12 @@ func StartKMS(home string, log *slog.Logger) (*KMS, error) {
 // administration: CreateKey, PutKeyPolicy, and Encrypt to import a key. Not
 // the instance role's: a policy from kmspolicy.Seed denies the role those.
 func (k *KMS) Admin() (*awskms.Client, error) {
+	return k.Client(k.AdminCredentials().AWS()), nil
+}
+
+// Client returns an unmodified AWS SDK KMS client for the local KMS signing
+// with creds: the instance role's (Credentials) is what a host holds.
+func (k *KMS) Client(creds aws.Credentials) *awskms.Client {
 	roots := x509.NewCertPool()
 	roots.AddCert(k.Root())
 	tr := &http.Transport{
@@ -80,13 +86,12 @@ func (k *KMS) Admin() (*awskms.Client, error) {
 		},
 		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12},
 	}
-	creds := k.AdminCredentials().AWS()
 	return awskms.New(awskms.Options{
 		Region:       k.Region(),
 		BaseEndpoint: aws.String(enclave.LocalKMSEndpoint),
 		Credentials:  aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil }),
 		HTTPClient:   &http.Client{Transport: tr, Timeout: 30 * time.Second},
-	}), nil
+	})
 }
 
 // NSMRoot is the software NSM's root certificate of home: what
