@@ -1,12 +1,18 @@
 // Package bench measures signing latency as a CometBFT node sees it, for
-// three signers side by side in one run:
+// several signers side by side in one run:
 //
 //   - (a) CometBFT's own FilePV behind its own SignerServer, the baseline;
 //   - (b) this project's signer core: package signer with a signstate.File
 //     (fdatasync per signature) behind the privval handler;
 //   - (c) the full local stack: local init, then local start (helper,
 //     enclave process, local KMS), signing through the helper's bridge with
-//     the host persisting the state before the enclave releases.
+//     the host persisting the state before the enclave releases;
+//   - (d) (c) with [ha]: the helper commits each decision to a 3-member
+//     etcd cluster run in the bench process;
+//   - (e) (c) with an anchor: the enclave commits each decision to such a
+//     cluster itself, over TLS it terminates, the helper relaying bytes.
+//     Alongside it, on the same cluster, the bench times raw etcd
+//     compare-and-swap transactions, the floor of what anchoring can cost.
 //
 // The node side is CometBFT's own privval client code (SignerListenerEndpoint
 // and SignerClient) listening on a unix socket that the signer dials. Each
@@ -41,13 +47,14 @@ const (
 	Core                 // (b) our signer core
 	Stack                // (c) the full local stack
 	HA                   // (d) the full local stack with [ha] on a local etcd cluster
+	Anchor               // (e) the full local stack with the enclave's anchor on a local etcd cluster
 )
 
 // AllConfigs returns the configurations in the order they are reported.
-func AllConfigs() []Config { return []Config{FilePV, Core, Stack, HA} }
+func AllConfigs() []Config { return []Config{FilePV, Core, Stack, HA, Anchor} }
 
 // NeedsEnclave reports whether the configuration runs the enclave program.
-func (c Config) NeedsEnclave() bool { return c == Stack || c == HA }
+func (c Config) NeedsEnclave() bool { return c == Stack || c == HA || c == Anchor }
 
 var configInfo = [...]struct{ letter, id, name, durability string }{
 	FilePV: {"a", "filepv", "CometBFT FilePV + SignerServer",
@@ -58,12 +65,14 @@ var configInfo = [...]struct{ letter, id, name, durability string }{
 		"the enclave sends each state record to the helper, which writes it with fdatasync before acknowledging; the enclave releases the signature only then"},
 	HA: {"d", "ha", "local stack with high availability (3-member etcd on loopback, in the bench process)",
 		"as (c), after the decision is committed by a compare-and-swap to a 3-member etcd cluster (each member fsyncs its Raft log) through the helper"},
+	Anchor: {"e", "anchor", "local stack with an anchor (the enclave commits to a 3-member etcd on loopback, in the bench process)",
+		"as (c), after the enclave itself commits the decision by a compare-and-swap to a 3-member etcd cluster (each member fsyncs its Raft log) over TLS it terminates, as an etcd user that may only read and write under the prefix; the helper only relays the bytes"},
 }
 
-// Letter is "a", "b", "c" or "d".
+// Letter is "a", "b", "c", "d" or "e".
 func (c Config) Letter() string { return configInfo[c].letter }
 
-// ID is "filepv", "core", "stack" or "ha".
+// ID is "filepv", "core", "stack", "ha" or "anchor".
 func (c Config) ID() string { return configInfo[c].id }
 
 // Name describes the configuration.
@@ -75,7 +84,7 @@ func (c Config) Durability() string { return configInfo[c].durability }
 func (c Config) String() string { return "(" + c.Letter() + ") " + c.ID() }
 
 // ParseConfigs parses a comma-separated list of configurations, each named
-// by letter (a, b, c, d) or id (filepv, core, stack, ha).
+// by letter (a, b, c, d, e) or id (filepv, core, stack, ha, anchor).
 func ParseConfigs(s string) ([]Config, error) {
 	var out []Config
 	seen := map[Config]bool{}
@@ -83,7 +92,7 @@ func ParseConfigs(s string) ([]Config, error) {
 		f = strings.ToLower(strings.TrimSpace(f))
 		c, ok := lookupConfig(f)
 		if !ok {
-			return nil, fmt.Errorf("bench: unknown configuration %q (want a|filepv, b|core, c|stack, d|ha)", f)
+			return nil, fmt.Errorf("bench: unknown configuration %q (want a|filepv, b|core, c|stack, d|ha, e|anchor)", f)
 		}
 		if !seen[c] {
 			seen[c] = true
@@ -111,7 +120,8 @@ type Options struct {
 	// system's). Its filesystem decides what a durable write costs.
 	Dir  string
 	Keep bool // keep the temporary directory
-	// Enclave is the tmkms-nitro-enclave program; needed for Stack and HA.
+	// Enclave is the tmkms-nitro-enclave program; needed for Stack, HA and
+	// Anchor.
 	Enclave string
 	// ChunkHeights is how many heights a configuration signs before the
 	// next one takes its turn (default 10).
@@ -158,7 +168,10 @@ type subject struct {
 	lat   [RequestsPerHeight][]time.Duration
 	wall  time.Duration // of the measured chunks
 	stack *stackRun     // for Stack only
-	stop  func()
+	// txn, for Anchor, times raw etcd transactions on its cluster, taking
+	// turns with its signatures.
+	txn  *etcdTxn
+	stop func()
 	// readState reads the state the configuration left on disk, once
 	// stopped; persisted is what it found.
 	readState func() (signstate.State, error)
@@ -186,7 +199,7 @@ func nativeState(path string) func() (signstate.State, error) {
 }
 
 // run signs heights heights; with record, their latencies count.
-func (s *subject) run(heights int, record bool) error {
+func (s *subject) run(ctx context.Context, heights int, record bool) error {
 	batch := make([]signed, 0, heights)
 	start := time.Now()
 	for range heights {
@@ -210,7 +223,20 @@ func (s *subject) run(heights int, record bool) error {
 			return fmt.Errorf("bench: %s: %w", s.cfg, err)
 		}
 	}
+	if s.txn != nil {
+		// As many transactions as the anchor committed, under the same
+		// conditions, so that the two distributions compare.
+		if err := s.txn.run(ctx, heights*RequestsPerHeight, record); err != nil {
+			return fmt.Errorf("bench: %s: %w", s.cfg, err)
+		}
+	}
 	return nil
+}
+
+// thenStop makes f run after the subject's stop.
+func (s *subject) thenStop(f func()) {
+	stop := s.stop
+	s.stop = func() { stop(); f() }
 }
 
 // Run measures the configurations and returns the report.
@@ -282,9 +308,11 @@ func start(ctx context.Context, c Config, dir string, o Options) (*subject, erro
 	case Core:
 		return startCore(ctx, dir, o.Log)
 	case Stack:
-		return startStack(ctx, dir, o, nil)
+		return startStack(ctx, dir, o, stackSetup{cfg: Stack})
 	case HA:
 		return startHA(ctx, dir, o)
+	case Anchor:
+		return startAnchor(ctx, dir, o)
 	}
 	return nil, fmt.Errorf("unknown configuration %d", c)
 }
@@ -301,7 +329,7 @@ func stopAll(subjects []*subject) {
 func measure(ctx context.Context, subjects []*subject, o Options) error {
 	fmt.Fprintf(o.Progress, "warming up: %d heights each\n", o.Warmup)
 	for _, s := range subjects {
-		if err := s.run(o.Warmup, false); err != nil {
+		if err := s.run(ctx, o.Warmup, false); err != nil {
 			return err
 		}
 	}
@@ -314,7 +342,7 @@ func measure(ctx context.Context, subjects []*subject, o Options) error {
 		// pays for the journal commits its renames leave behind.
 		for i := range subjects {
 			s := subjects[(round+i)%len(subjects)]
-			if err := s.run(min(o.ChunkHeights, o.Heights-done), true); err != nil {
+			if err := s.run(ctx, min(o.ChunkHeights, o.Heights-done), true); err != nil {
 				return err
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -28,7 +30,7 @@ func buildEnclave(t testing.TB) string {
 }
 
 // TestRun runs every configuration for 20 heights and checks that the
-// report holds what it must.
+// report holds what it must; with -short, only those without the enclave.
 func TestRun(t *testing.T) {
 	configs := AllConfigs()
 	var bin string
@@ -56,14 +58,17 @@ func TestRun(t *testing.T) {
 	if rep.Environment.CPUs < 1 || rep.Environment.FS == "" || rep.Environment.GoVersion == "" {
 		t.Errorf("environment = %+v", rep.Environment)
 	}
+	want := []string{"(a) filepv", "(b) core", "(b)/(a)", "targets (issue 7)", "fdatasync per signature", rep.Environment.GoVersion}
 	if !testing.Short() {
 		checkStack(t, rep)
+		checkAnchor(t, rep, heights)
+		want = append(want, "(e) anchor", "(e)/(c)", "etcd-txn", "goal (issue 14): anchored p50 ≤ unanchored p50 + 1.2 × raw etcd transaction p50")
 	}
 	var text bytes.Buffer
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"(a) filepv", "(b) core", "(b)/(a)", "targets (issue 7)", "fdatasync per signature", rep.Environment.GoVersion} {
+	for _, want := range want {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, text.String())
 		}
@@ -97,9 +102,45 @@ func checkStack(t *testing.T, rep *Report) {
 	case s.FirstSignatureMs <= 0 || s.ConfiguredMs <= 0 || s.ConnectedMs < s.EnclaveStartedMs || s.FirstSignatureMs < s.ConnectedMs:
 		t.Errorf("start-up times: %+v", s)
 	}
-	if len(rep.Targets) != 5 {
+	if len(rep.Targets) != 6 {
 		t.Errorf("targets = %+v", rep.Targets)
 	}
+}
+
+// checkAnchor checks what (e) adds: the raw etcd transactions, as many as
+// (e)'s requests, and issue 14's goal computed from them and (c).
+func checkAnchor(t *testing.T, rep *Report, heights int) {
+	t.Helper()
+	x := rep.EtcdTxn
+	if x == nil {
+		t.Fatal("no etcd-txn measurement")
+	}
+	if l := x.Latency; x.ID != etcdTxnID || l.Count != heights*RequestsPerHeight || l.P50 <= 0 || l.P50 > l.P99 || x.PerSec <= 0 || x.ValueBytes != etcdTxnValueSize {
+		t.Errorf("etcd-txn: %+v", x)
+	}
+	g := rep.AnchorGoal
+	if g == nil {
+		t.Fatal("no anchor goal")
+	}
+	c, e := resultOf(t, rep, Stack), resultOf(t, rep, Anchor)
+	if g.AnchoredP50 != e.Latency.P50 || g.UnanchoredP50 != c.Latency.P50 || g.EtcdTxnP50 != x.Latency.P50 || g.LimitMs != c.Latency.P50+1.2*x.Latency.P50 {
+		t.Errorf("anchor goal %+v from (c) %+v, (e) %+v, etcd-txn %+v", g, c.Latency, e.Latency, x.Latency)
+	}
+	last := rep.Targets[len(rep.Targets)-1]
+	if last.Name != anchorGoalName || last.Met != g.Met || last.Unit != "ms" {
+		t.Errorf("the anchor goal's target: %+v", last)
+	}
+}
+
+func resultOf(t *testing.T, rep *Report, c Config) Result {
+	t.Helper()
+	for _, res := range rep.Results {
+		if res.ID == c.ID() {
+			return res
+		}
+	}
+	t.Fatalf("no result for %s", c)
+	return Result{}
 }
 
 func TestReportJSON(t *testing.T) {
@@ -119,6 +160,55 @@ func TestReportJSON(t *testing.T) {
 	if len(rep.Missed()) != 0 {
 		t.Fatalf("missed: %+v", rep.Missed())
 	}
+}
+
+// TestAnchorGoal checks issue 14's goal on made-up latencies: (e) may take
+// 1.2 etcd transactions more than (c), and the goal counts only when both
+// ran.
+func TestAnchorGoal(t *testing.T) {
+	for _, tc := range []struct {
+		anchored time.Duration
+		met      bool
+	}{{3, true}, {4, false}} {
+		// Limit: 1 ms + 1.2 × 2 ms = 3.4 ms.
+		stack := fakeSubject(Stack, 1)
+		stack.stack = &stackRun{memErr: errors.New("not measured"), firstSignature: time.Second}
+		rep := newReport(Environment{}, Options{Heights: 2}, []*subject{stack, fakeAnchor(tc.anchored, 2)})
+		g := rep.AnchorGoal
+		if g == nil || g.LimitMs != 3.4 || g.AnchoredP50 != float64(tc.anchored) || g.Met != tc.met {
+			t.Fatalf("(e) at %d ms: goal %+v", tc.anchored, g)
+		}
+		if missed := rep.Missed(); tc.met != (len(missed) == 0) || !tc.met && missed[0].Name != anchorGoalName {
+			t.Errorf("(e) at %d ms: missed %+v", tc.anchored, missed)
+		}
+		var text bytes.Buffer
+		if err := rep.WriteText(&text); err != nil {
+			t.Fatal(err)
+		}
+		line := fmt.Sprintf("(e) p50 %d.000 ms ≤ (c) p50 1.000 ms + 1.2 × etcd-txn p50 2.000 ms = 3.400 ms: %s", tc.anchored, verdict(tc.met))
+		// Issue 7's table keeps its own targets only.
+		if !strings.Contains(text.String(), line) || strings.Contains(text.String(), anchorGoalName) {
+			t.Errorf("report lacks %q or has the goal in issue 7's table:\n%s", line, text.String())
+		}
+	}
+	alone := newReport(Environment{}, Options{Heights: 2}, []*subject{fakeAnchor(9, 2)})
+	if alone.AnchorGoal != nil || len(alone.Targets) != 0 || alone.EtcdTxn == nil {
+		t.Fatalf("without (c): goal %+v, targets %+v, etcd-txn %+v", alone.AnchorGoal, alone.Targets, alone.EtcdTxn)
+	}
+	b, err := json.Marshal(alone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"etcd_txn":{"id":"etcd-txn"`) || strings.Contains(string(b), "anchor_goal") {
+		t.Errorf("JSON without (c): %s", b)
+	}
+}
+
+// fakeAnchor is (e) at scale ms a request, with raw transactions of txn ms.
+func fakeAnchor(scale, txn time.Duration) *subject {
+	s := fakeSubject(Anchor, scale)
+	s.txn = &etcdTxn{lat: []time.Duration{txn * time.Millisecond, txn * time.Millisecond}, wall: time.Second}
+	return s
 }
 
 // fakeSubject has taken scale ms for every request of two heights.
@@ -148,14 +238,17 @@ func TestSummarize(t *testing.T) {
 }
 
 func TestParseConfigs(t *testing.T) {
-	got, err := ParseConfigs("c, a,filepv,CORE,ha")
+	got, err := ParseConfigs("c, a,filepv,CORE,ha,e,Anchor")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 4 || got[0] != Stack || got[1] != FilePV || got[2] != Core || got[3] != HA {
+	if len(got) != 5 || got[0] != Stack || got[1] != FilePV || got[2] != Core || got[3] != HA || got[4] != Anchor {
 		t.Fatalf("got %v", got)
 	}
-	if _, err := ParseConfigs("a,e"); err == nil || !strings.HasPrefix(err.Error(), "bench: ") {
+	if !Anchor.NeedsEnclave() || Anchor.String() != "(e) anchor" {
+		t.Fatalf("anchor: %s, needs the enclave: %v", Anchor, Anchor.NeedsEnclave())
+	}
+	if _, err := ParseConfigs("a,f"); err == nil || !strings.HasPrefix(err.Error(), "bench: ") || !strings.Contains(err.Error(), "e|anchor") {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -19,12 +19,17 @@ type Report struct {
 	Ratios            []Ratio     `json:"ratios,omitempty"`
 	Stack             *StackInfo  `json:"stack,omitempty"`
 	Targets           []Target    `json:"targets,omitempty"`
+	// EtcdTxn, with (e), is the raw etcd round trip on (e)'s cluster.
+	EtcdTxn *EtcdTxn `json:"etcd_txn,omitempty"`
+	// AnchorGoal, with (c) and (e), is issue 14's goal for what the anchor
+	// costs; it is also among Targets.
+	AnchorGoal *AnchorGoal `json:"anchor_goal,omitempty"`
 }
 
 // Result is one configuration's latencies, as the node measured them
 // (request written to response read).
 type Result struct {
-	Config         string             `json:"config"` // a, b or c
+	Config         string             `json:"config"` // a to e
 	ID             string             `json:"id"`
 	Name           string             `json:"name"`
 	Durability     string             `json:"durability"`
@@ -58,7 +63,29 @@ type StackInfo struct {
 	FirstSignatureMs    float64 `json:"start_to_first_signature_ms"` // → first proposal signed, at the node
 }
 
-// Target is one of issue 7's goals, checked against this run.
+// EtcdTxn is the raw etcd transaction round trip measured alongside (e):
+// not a signer, the floor of what committing a decision to etcd costs.
+type EtcdTxn struct {
+	ID          string  `json:"id"` // "etcd-txn"
+	Description string  `json:"description"`
+	ValueBytes  int     `json:"value_bytes"`
+	Latency     Summary `json:"latency"`
+	PerSec      float64 `json:"transactions_per_second"`
+}
+
+// AnchorGoal is issue 14's: the anchor adds to the unanchored stack's p50
+// at most anchorGoalFactor raw etcd round trips.
+type AnchorGoal struct {
+	AnchoredP50   float64 `json:"anchored_p50_ms"`   // (e)
+	UnanchoredP50 float64 `json:"unanchored_p50_ms"` // (c)
+	EtcdTxnP50    float64 `json:"etcd_txn_p50_ms"`
+	Factor        float64 `json:"factor"`
+	LimitMs       float64 `json:"limit_ms"` // UnanchoredP50 + Factor × EtcdTxnP50
+	Met           bool    `json:"met"`
+}
+
+// Target is one of issue 7's goals, or issue 14's AnchorGoal, checked
+// against this run.
 type Target struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
@@ -79,6 +106,9 @@ func newReport(env Environment, o Options, subjects []*subject) *Report {
 		if s.cfg == Stack {
 			r.Stack = s.stack.info()
 		}
+		if s.txn != nil {
+			r.EtcdTxn = s.txn.result()
+		}
 	}
 	base, ok := byConfig[FilePV]
 	for _, c := range []Config{Core, Stack} {
@@ -86,15 +116,34 @@ func newReport(env Environment, o Options, subjects []*subject) *Report {
 			r.Ratios = append(r.Ratios, compare(res, base))
 		}
 	}
-	// What high availability adds: the etcd round trip, against the same
-	// stack without it.
-	if res, has := byConfig[HA]; has {
-		if st, ok := byConfig[Stack]; ok {
+	// What high availability and the anchor add: etcd round trips,
+	// against the same stack without them.
+	st, hasStack := byConfig[Stack]
+	for _, c := range []Config{HA, Anchor} {
+		if res, has := byConfig[c]; has && hasStack {
 			r.Ratios = append(r.Ratios, compare(res, st))
 		}
 	}
+	if res, has := byConfig[Anchor]; has && hasStack && r.EtcdTxn != nil {
+		r.AnchorGoal = newAnchorGoal(res, st, r.EtcdTxn)
+	}
 	r.Targets = targets(r)
 	return r
+}
+
+// anchorGoalFactor is how many raw etcd round trips the anchor may add to
+// the unanchored p50: one, plus room for what the enclave's path has and
+// the raw one does not (the relay, TLS in the enclave, etcd's JSON gateway).
+const anchorGoalFactor = 1.2
+
+// anchorGoalName names AnchorGoal among the targets.
+var anchorGoalName = fmt.Sprintf("(e) p50 ≤ (c) p50 + %.1f × %s p50", anchorGoalFactor, etcdTxnID)
+
+func newAnchorGoal(anchored, unanchored Result, txn *EtcdTxn) *AnchorGoal {
+	g := &AnchorGoal{AnchoredP50: anchored.Latency.P50, UnanchoredP50: unanchored.Latency.P50, EtcdTxnP50: txn.Latency.P50, Factor: anchorGoalFactor}
+	g.LimitMs = g.UnanchoredP50 + g.Factor*g.EtcdTxnP50
+	g.Met = g.AnchoredP50 <= g.LimitMs
+	return g
 }
 
 func (s *subject) result() Result {
@@ -155,6 +204,9 @@ func targets(r *Report) []Target {
 		}
 		t = append(t, limit("local start → first signature", s.FirstSignatureMs, targetFirstSignMs, "ms"))
 	}
+	if g := r.AnchorGoal; g != nil {
+		t = append(t, limit(anchorGoalName, g.AnchoredP50, g.LimitMs, "ms"))
+	}
 	return t
 }
 
@@ -183,6 +235,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	r.writeRatios(&b)
 	r.writeStack(&b)
 	r.writeTargets(&b)
+	r.writeAnchor(&b)
 	r.writeDurability(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -220,6 +273,10 @@ func (r *Report) writeResults(b *strings.Builder) {
 		fmt.Fprintf(tw, "(%s) %s\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f\t%.3f\t%.3f\t%.3f\t\n", res.Config, res.ID, l.P50, l.P90, l.P99, l.Max, res.RequestsPerSec,
 			res.ByType["proposal"].P50, res.ByType["prevote"].P50, res.ByType["precommit"].P50)
 	}
+	if t := r.EtcdTxn; t != nil {
+		l := t.Latency
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f\t-\t-\t-\t\n", t.ID, l.P50, l.P90, l.P99, l.Max, t.PerSec)
+	}
 	tw.Flush()
 	b.WriteString("\n")
 }
@@ -252,20 +309,47 @@ func (r *Report) writeStack(b *strings.Builder) {
 }
 
 func (r *Report) writeTargets(b *strings.Builder) {
-	if len(r.Targets) == 0 {
+	// Issue 14's goal has a section of its own (writeAnchor).
+	var issue7 []Target
+	for _, t := range r.Targets {
+		if t.Name != anchorGoalName {
+			issue7 = append(issue7, t)
+		}
+	}
+	if len(issue7) == 0 {
 		return
 	}
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "targets (issue 7)\tthis run\ttarget\t")
-	for _, t := range r.Targets {
-		verdict := "met"
-		if !t.Met {
-			verdict = "MISSED"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t≤ %s\t%s\n", t.Name, num(t.Value, t.Unit), num(t.Limit, t.Unit), verdict)
+	for _, t := range issue7 {
+		fmt.Fprintf(tw, "%s\t%s\t≤ %s\t%s\n", t.Name, num(t.Value, t.Unit), num(t.Limit, t.Unit), verdict(t.Met))
 	}
 	tw.Flush()
 	b.WriteString("\n")
+}
+
+func verdict(met bool) string {
+	if met {
+		return "met"
+	}
+	return "MISSED"
+}
+
+// writeAnchor describes the raw etcd round trip and states issue 14's goal.
+func (r *Report) writeAnchor(b *strings.Builder) {
+	t := r.EtcdTxn
+	if t == nil {
+		return
+	}
+	fmt.Fprintf(b, "%s: %d %s; %d-byte values\n", t.ID, t.Latency.Count, t.Description, t.ValueBytes)
+	g := r.AnchorGoal
+	if g == nil {
+		b.WriteString("goal (issue 14) not checked: it compares (e) with (c), which did not run\n\n")
+		return
+	}
+	fmt.Fprintf(b, "goal (issue 14): anchored p50 ≤ unanchored p50 + %.1f × raw etcd transaction p50\n", g.Factor)
+	fmt.Fprintf(b, "  (e) p50 %.3f ms ≤ (c) p50 %.3f ms + %.1f × %s p50 %.3f ms = %.3f ms: %s\n\n",
+		g.AnchoredP50, g.UnanchoredP50, g.Factor, t.ID, g.EtcdTxnP50, g.LimitMs, verdict(g.Met))
 }
 
 func num(v float64, unit string) string {

@@ -11,11 +11,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdlocal"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/host"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
 )
 
@@ -35,27 +37,39 @@ type stackRun struct {
 	memErr       error
 }
 
+// stackSetup is what sets (c), (d) and (e) apart: the configuration and
+// what its tmkms.toml commits to.
+type stackSetup struct {
+	cfg Config
+	// ha, for (d), is the [ha] table written after init: the helper
+	// commits to etcd.
+	ha *config.HA
+	// anchor, for (e), is sealed in the enclave by init, which binds the
+	// key to it and writes the [ha] table: the enclave commits to etcd.
+	anchor *host.AnchorFiles
+}
+
+// haInstance is the signer's name in the etcd records of (d) and (e).
+const haInstance = "bench"
+
 // startStack runs configuration (c): `local init` then `local start`
 // (localmode.Init and Start, in process as `demo` runs them), with the
 // node side listening where tmkms.toml's address points. The first
 // signature, a proposal at height 1, is timed from the start of Start.
-// With ha, the subject is configuration (d): tmkms.toml gets an [ha] table
-// for that cluster.
-func startStack(ctx context.Context, dir string, o Options, ha *etcdlocal.Cluster) (*subject, error) {
+// The setup's [ha] table or anchor make it (d) or (e).
+func startStack(ctx context.Context, dir string, o Options, setup stackSetup) (*subject, error) {
 	if o.Enclave == "" {
 		return nil, localmode.ErrNoEnclaveBinary
 	}
 	home := filepath.Join(dir, "home")
 	sock := filepath.Join(dir, "node.sock")
 	addr := "unix://" + sock
-	statePath, err := initStack(ctx, home, addr, o)
+	statePath, err := initStack(ctx, home, addr, o, setup.anchor)
 	if err != nil {
 		return nil, err
 	}
-	cfg := Stack
-	if ha != nil {
-		cfg = HA
-		if err := localmode.SetHA(home, ha.HA("bench")); err != nil {
+	if setup.ha != nil {
+		if err := localmode.SetHA(home, setup.ha); err != nil {
 			return nil, err
 		}
 	}
@@ -81,31 +95,68 @@ func startStack(ctx context.Context, dir string, o Options, ha *etcdlocal.Cluste
 		stop()
 		return nil, err
 	}
-	return &subject{cfg: cfg, node: n, next: 2, stack: st, stop: stop, readState: nativeState(statePath)}, nil
+	return &subject{cfg: setup.cfg, node: n, next: 2, stack: st, stop: stop, readState: nativeState(statePath)}, nil
 }
 
 // startHA runs configuration (d): a 3-member etcd cluster on loopback and
-// the local stack committing to it.
+// the local stack's helper committing to it.
 func startHA(ctx context.Context, dir string, o Options) (*subject, error) {
+	return onCluster(dir, o, func(c *etcdlocal.Cluster) (*subject, error) {
+		return startStack(ctx, dir, o, stackSetup{cfg: HA, ha: c.HA(haInstance)})
+	})
+}
+
+// onCluster starts a 3-member etcd cluster on loopback, in dir/etcd, for
+// start's subject, and stops it after the subject.
+func onCluster(dir string, o Options, start func(*etcdlocal.Cluster) (*subject, error)) (*subject, error) {
 	fmt.Fprintf(o.Progress, "  etcd: 3 members on loopback, client TLS\n")
-	c, err := etcdlocal.Start(filepath.Join(dir, "etcd"), 3)
+	c, err := startCluster(filepath.Join(dir, "etcd"))
 	if err != nil {
 		return nil, err
 	}
-	s, err := startStack(ctx, dir, o, c)
+	s, err := start(c)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
-	stop := s.stop
-	s.stop = func() { stop(); c.Close() }
+	s.thenStop(c.Close)
 	return s, nil
 }
 
-// initStack is `local init`; it returns the state file's path.
-func initStack(ctx context.Context, home, addr string, o Options) (string, error) {
-	fmt.Fprintf(o.Progress, "  local init (keys generated in the enclave, sealed by the local KMS)\n")
-	res, err := localmode.Init(ctx, localmode.InitOptions{Home: home, ChainIDs: []string{chainID}, Enclave: o.Enclave, Address: addr, Log: o.Log})
+// clusterAttempts bounds startCluster's tries.
+const clusterAttempts = 3
+
+// startCluster starts a 3-member cluster in dir. etcdlocal picks its ports
+// by listening on port 0 and closing, so another process (a test binary
+// starting its own cluster, say) can take one before the member binds it;
+// such a start is tried again, from an empty dir and on fresh ports.
+func startCluster(dir string) (*etcdlocal.Cluster, error) {
+	var err error
+	for range clusterAttempts {
+		if err = os.RemoveAll(dir); err != nil {
+			break
+		}
+		var c *etcdlocal.Cluster
+		if c, err = etcdlocal.Start(dir, 3); err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("starting etcd: %w", err)
+}
+
+// initStack is `local init`, with anchor sealed first when set; it
+// returns the state file's path.
+func initStack(ctx context.Context, home, addr string, o Options, anchor *host.AnchorFiles) (string, error) {
+	what := "keys generated in the enclave, sealed by the local KMS"
+	if anchor != nil {
+		what = "the anchor sealed in the enclave, " + what + " and bound to the anchor"
+	}
+	fmt.Fprintf(o.Progress, "  local init (%s)\n", what)
+	res, err := localmode.Init(ctx, localmode.InitOptions{Home: home, ChainIDs: []string{chainID}, Enclave: o.Enclave, Address: addr,
+		Anchor: anchor, Instance: haInstance, Log: o.Log})
 	if err != nil {
 		return "", fmt.Errorf("local init: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,15 +17,15 @@ import (
 )
 
 // TestBench runs the bench command for a few heights and reads its JSON
-// report; the stack configuration, which needs the enclave program built,
-// is skipped with -short.
+// report; the stack and anchor configurations, which need the enclave
+// program built, are skipped with -short.
 func TestBench(t *testing.T) {
 	args := []string{"--heights", "5", "--warmup", "1", "--json", "--dir", t.TempDir()}
-	want := 3
+	want := 4
 	if testing.Short() {
 		args, want = append(args, "--only", "a,b"), 2
 	} else {
-		args = append(args, "--enclave", buildEnclaveForTest(t))
+		args = append(args, "--only", "a,b,c,e", "--enclave", buildEnclaveForTest(t))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -40,6 +41,9 @@ func TestBench(t *testing.T) {
 	if len(rep.Results) != want || rep.Heights != 5 || rep.Results[0].Latency.Count != 15 || rep.Environment.CPUs < 1 {
 		t.Fatalf("report: %+v", rep)
 	}
+	if !testing.Short() && (rep.EtcdTxn == nil || rep.EtcdTxn.Latency.Count != 15 || rep.AnchorGoal == nil) {
+		t.Fatalf("report without the etcd-txn round trips or issue 14's goal: %+v", rep)
+	}
 	if !strings.Contains(stderr.String(), "measuring") {
 		t.Errorf("no progress on stderr: %q", stderr.String())
 	}
@@ -52,6 +56,27 @@ func TestBenchUsage(t *testing.T) {
 		if !errors.Is(err, errUsage) || !strings.Contains(stderr.String(), "Usage:") {
 			t.Errorf("%q: err = %v, stderr %q", args, err, stderr.String())
 		}
+	}
+}
+
+// TestBenchOnlyAnchor: (e) is named e or anchor, needs the enclave, and
+// an unknown name's error lists it.
+func TestBenchOnlyAnchor(t *testing.T) {
+	for only, want := range map[string][]bench.Config{
+		"e":         {bench.Anchor},
+		"anchor":    {bench.Anchor},
+		"c, ANCHOR": {bench.Stack, bench.Anchor},
+		"c,d,e":     {bench.Stack, bench.HA, bench.Anchor},
+	} {
+		o, err := benchOptions(5, 1, only)
+		if err != nil || !slices.Equal(o.Configs, want) || !bench.Anchor.NeedsEnclave() {
+			t.Errorf("--only %q: %v, %v", only, o.Configs, err)
+		}
+	}
+	var stderr bytes.Buffer
+	err := runBench(context.Background(), &Env{Stdout: &bytes.Buffer{}, Stderr: &stderr}, []string{"--only", "c,f"})
+	if !errors.Is(err, errUsage) || !strings.Contains(stderr.String(), "e|anchor") {
+		t.Errorf("--only c,f: err = %v, stderr %q", err, stderr.String())
 	}
 }
 
