@@ -60,7 +60,7 @@ func TestCheckPasses(t *testing.T) {
 	}
 	for _, want := range []string{"PASS  config ", "PASS  consensus-key ", "PASS  identity-key ", "PASS  state-file ",
 		"PASS  nitro-cli ", "PASS  enclave ", "PASS  vsock-proxy ", "PASS  proxy-allowlist ", "PASS  credentials ",
-		"PASS  region ", "PASS  kms-key ", "PASS  validator ", "12 checks: 12 passed, 0 warned, 0 failed, 0 skipped"} {
+		"PASS  region ", "PASS  kms-key ", "PASS  validator ", "WARN  anchor ", "13 checks: 12 passed, 1 warned, 0 failed, 0 skipped"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -76,7 +76,7 @@ func TestCheckFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := runCheck(context.Background(), env, checkArgs(dir, "--cid", "16"))
-	if err == nil || err.Error() != "check: 2 of 12 checks failed" {
+	if err == nil || err.Error() != "check: 2 of 13 checks failed" {
 		t.Fatalf("runCheck = %v, want 2 failures\n%s", err, out)
 	}
 	for _, want := range []string{"FAIL  state-file ", "hint: copy the node's priv_validator_state.json",

@@ -67,7 +67,8 @@ const (
 	CheckRegion       = "region"
 	CheckKMSKey       = "kms-key"
 	CheckValidator    = "validator"
-	CheckHA           = "ha" // with an [ha] table only
+	CheckHA           = "ha" // with an [ha] table without an anchor only
+	CheckAnchor       = "anchor"
 )
 
 // Result is one check's outcome. Hint says what to do about a WARN or FAIL.
@@ -189,7 +190,8 @@ func allChecks() []check {
 		{CheckRegion, always, (*runner).checkRegion},
 		{CheckKMSKey, always, (*runner).checkKMSKey},
 		{CheckValidator, always, (*runner).checkValidator},
-		{CheckHA, func(r *runner) bool { return r.cfg.HA != nil }, (*runner).checkHA},
+		{CheckHA, func(r *runner) bool { return r.cfg.HA != nil && !r.cfg.HA.Anchored() }, (*runner).checkHA},
+		{CheckAnchor, always, (*runner).checkAnchor},
 	}
 }
 
