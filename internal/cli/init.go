@@ -167,8 +167,17 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 		ChainIDs: k.chainIDs, Nonce: k.nonce, Anchor: anchorFiles, Import: seed, Force: k.force,
 	}
 	paths := host.Paths{Consensus: cfg.SealedConsensusKeyPath, Identity: cfg.SealedIDKeyPath}
+	var table *config.HA
 	if anchorFiles != nil {
+		// Checked before anything is sealed: a table tmkms.toml would
+		// refuse afterwards would leave sealed files and no configuration.
 		paths.Anchor = filepath.Join(filepath.Dir(cfg.SealedConsensusKeyPath), "anchor.sealed")
+		table = anchorTable(anchorFiles, paths.Anchor, k.instance)
+		withTable := *cfg
+		withTable.HA = table
+		if err := withTable.Validate(); err != nil {
+			return fmt.Errorf("the anchor's [ha] table: %w", err)
+		}
 	}
 	sealed, err := cer.Run(ctx, paths)
 	switch {
@@ -177,8 +186,8 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 	case err != nil:
 		return withHint(err, fmt.Sprintf("is the enclave running at CID %d ('tmkms-nitro-helper enclave info'), and vsock-proxy on port 8000?", cfg.EnclaveConfigCID))
 	}
-	if anchorFiles != nil {
-		if err := writeAnchorTable(filepath.Join(k.dir, "tmkms.toml"), anchorFiles, paths.Anchor, k.instance); err != nil {
+	if table != nil {
+		if err := config.Edit(filepath.Join(k.dir, "tmkms.toml"), func(c *config.Config) { c.HA = table }); err != nil {
 			return err
 		}
 	}
@@ -204,16 +213,14 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 	return reportSealed(env, k.dir, sealed, origin, k.chainIDs, nil, "")
 }
 
-// writeAnchorTable points tmkms.toml's [ha] table at the sealed anchor:
-// the endpoints the host relays to, and nothing the host could write with.
-func writeAnchorTable(path string, a *host.AnchorFiles, sealedPath, instance string) error {
+// anchorTable is the [ha] table for a sealed anchor: the endpoints the
+// host relays to, and nothing the host could write with.
+func anchorTable(a *host.AnchorFiles, sealedPath, instance string) *config.HA {
 	if instance == "" {
 		instance, _ = os.Hostname()
 	}
-	return config.Edit(path, func(c *config.Config) {
-		c.HA = &config.HA{Endpoints: a.Endpoints, SealedAnchorPath: sealedPath, AnchorPort: config.DefaultAnchorPort,
-			KeyPrefix: a.Prefix, LeaseTTL: config.DefaultHALeaseTTL, Instance: instance}
-	})
+	return &config.HA{Endpoints: a.Endpoints, SealedAnchorPath: sealedPath, AnchorPort: config.DefaultAnchorPort,
+		KeyPrefix: a.Prefix, LeaseTTL: config.DefaultHALeaseTTL, Instance: instance}
 }
 
 // initConfig loads DIR/tmkms.toml, writing tmkms-light's defaults (with
