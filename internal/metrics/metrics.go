@@ -113,7 +113,8 @@ type Metrics struct {
 	credsExpiry prometheus.Gauge
 
 	mu            sync.Mutex
-	ha            *haMetrics // nil without [ha]
+	ha            *haMetrics // nil without host-relayed [ha]
+	anchored      bool       // an instance of an anchored set (EnableAnchor)
 	clusterFailed time.Time  // the last ReasonCluster refusal
 	enclaveOK     bool
 	lastSigned    time.Time // zero before the first signature
@@ -316,21 +317,24 @@ func (m *Metrics) CredentialsExpiry(t time.Time) {
 // line: the enclave must be up, and a signature must have been released
 // within the health window (not required during the window after start).
 // With high availability a standby instance signs nothing, so instead of
-// a recent signature etcd must have quorum.
+// a recent signature etcd must have quorum (host-relayed [ha]) or this
+// instance's last decision must not have been refused for want of the
+// cluster (an anchor, which only the enclave can reach).
 func (m *Metrics) Health() (ok bool, reason string) {
 	now := m.now()
 	m.mu.Lock()
 	enclaveOK, last, ever := m.enclaveOK, m.lastSigned, m.everSigned
 	ha, etcdOK, failed := m.ha != nil, m.ha != nil && m.ha.up, m.clusterFailed
+	set := ha || m.anchored
 	m.mu.Unlock()
 	switch {
 	case !enclaveOK:
 		return false, "enclave unreachable"
 	case ha && !etcdOK:
 		return false, "etcd unavailable (no quorum): no signature can be released"
-	case ha && failed.After(last) && now.Sub(failed) <= m.window:
+	case set && failed.After(last) && now.Sub(failed) <= m.window:
 		return false, "the last decision could not be committed to the cluster (see the enclave's refusal)"
-	case ha:
+	case set:
 		return true, ""
 	case ever && now.Sub(last) <= m.window:
 		return true, ""

@@ -353,3 +353,33 @@ func TestHAMetrics(t *testing.T) {
 		t.Fatalf("etcd down: %d", code)
 	}
 }
+
+// TestHealthzAnchored: an instance of an anchored set is healthy as a
+// standby (no signature ever) and unhealthy only while its last decision
+// was refused for want of the anchor.
+func TestHealthzAnchored(t *testing.T) {
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	m := New(Options{Now: clk.Now, HealthWindow: time.Minute})
+	m.EnableAnchor()
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	steps := []struct {
+		name string
+		do   func()
+		code int
+		body string
+	}{
+		{"enclave not yet configured", func() {}, 503, "enclave unreachable"},
+		{"standby, long after start", func() { m.EnclaveUp(true); clk.Add(10 * time.Minute) }, 200, "ok"},
+		{"anchor unavailable", func() { m.Refused("c", ReasonCluster) }, 503, "the last decision could not be committed to the cluster (see the enclave's refusal)"},
+		{"signed again", func() { clk.Add(time.Second); m.Signed("c", "prevote", 1, 0, "prevote", time.Millisecond) }, 200, "ok"},
+		{"refused, then the window passes", func() { clk.Add(time.Second); m.Refused("c", ReasonCluster); clk.Add(2 * time.Minute) }, 200, "ok"},
+	}
+	for _, s := range steps {
+		s.do()
+		code, body := get(t, srv, "/healthz")
+		if code != s.code || body != s.body+"\n" {
+			t.Errorf("%s: got %d %q, want %d %q", s.name, code, body, s.code, s.body+"\n")
+		}
+	}
+}
