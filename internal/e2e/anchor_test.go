@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -155,7 +156,9 @@ func (in *instance) kill() {
 	}
 }
 
-func (in *instance) statePath() string { return filepath.Join(in.home, "state", "priv_validator_state.json") }
+func (in *instance) statePath() string {
+	return filepath.Join(in.home, "state", "priv_validator_state.json")
+}
 
 // sign asks in's enclave for one position; alt 0 is the block, others
 // conflict with it. Every answer is checked against all released before.
@@ -782,4 +785,125 @@ func (r *replayer) replay() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.replaying = true
+}
+
+// TestAnchorFaults is the rollback and dropped-[ha] attacks at scale: three
+// anchored instances serve one validator, and every position is raced
+// across them (the block to one, a conflicting block to another, a
+// timestamp-only repeat to the third), while a hostile host kills
+// instances and restarts them on an old state file, an empty one, or with
+// [ha] removed from tmkms.toml, and etcd members die. No two different
+// messages may be signed at one height/round/step.
+//
+// TMKMS_HOSTILE_SECONDS (default 15) sets the length: a long run is
+// TMKMS_HOSTILE_SECONDS=1800 go test -run TestAnchorFaults -timeout 1h -v ./internal/e2e/
+func TestAnchorFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	duration := time.Duration(envInt("TMKMS_HOSTILE_SECONDS", 15)) * time.Second
+	s := newAnchoredSet(t, "hostile-chain", 3)
+	s.d.hostHostile = true
+	empty := readFile(t, filepath.Join(s.first, "state", "priv_validator_state.json"))
+	insts := []*haInstance{{name: "signer-0", home: s.first, bin: s.bin}}
+	for _, name := range []string{"signer-1", "signer-2"} {
+		insts = append(insts, &haInstance{name: name, home: s.replicate(t, name), bin: s.bin})
+	}
+	var clients []*cmtprivval.SignerClient
+	var laddrs []string
+	for _, in := range insts {
+		c, sock := nodeSide(t, s.chain)
+		clients, laddrs = append(clients, c), append(laddrs, "unix://"+sock)
+		in.start(t, laddrs[len(laddrs)-1])
+	}
+	for i, c := range clients {
+		if err := c.WaitForConnection(60 * time.Second); err != nil {
+			t.Fatalf("instance %d did not connect: %v\n%s", i, err, insts[i].logs())
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, in := range insts {
+				t.Logf("%s:\n%s", in.name, tail(in.logs(), 30))
+			}
+		}
+	})
+
+	var rollbacks, emptied, dropped, etcdKills int
+	stop := make(chan struct{})
+	killerDone := make(chan struct{})
+	go func() {
+		defer close(killerDone)
+		snapshots := map[int][][]byte{}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(400+rand.IntN(1200)) * time.Millisecond):
+			}
+			i := rand.IntN(len(insts))
+			in := insts[i]
+			state := filepath.Join(in.home, "state", "priv_validator_state.json")
+			if b, err := os.ReadFile(state); err == nil {
+				snapshots[i] = append(snapshots[i], b)
+			}
+			s.d.stats.mu.Lock()
+			s.d.stats.kills++
+			s.d.stats.mu.Unlock()
+			switch rand.IntN(5) {
+			case 0: // an old state file
+				in.kill()
+				if old := snapshots[i]; len(old) > 0 {
+					os.WriteFile(state, old[rand.IntN(len(old))], 0o600)
+					rollbacks++
+				}
+			case 1: // an empty one, as a second enclave would start
+				in.kill()
+				os.WriteFile(state, empty, 0o600)
+				emptied++
+			case 2: // [ha] dropped for one start; it must not sign at all
+				in.kill()
+				path := filepath.Join(in.home, "tmkms.toml")
+				orig, _ := os.ReadFile(path)
+				config.Edit(path, func(c *config.Config) { c.HA = nil })
+				in.start(t, laddrs[i])
+				time.Sleep(time.Duration(500+rand.IntN(1000)) * time.Millisecond)
+				in.kill()
+				os.WriteFile(path, orig, 0o600)
+				dropped++
+			case 3: // an etcd member dies for a while
+				m := rand.IntN(3)
+				s.etcd.Stop(m)
+				etcdKills++
+				time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
+				if err := s.etcd.RestartStopped(); err != nil {
+					t.Error(err)
+					return
+				}
+				continue
+			case 4:
+				in.kill()
+			}
+			time.Sleep(time.Duration(rand.IntN(500)) * time.Millisecond)
+			in.start(t, laddrs[i])
+		}
+	}()
+
+	heights := 0
+	for end := time.Now().Add(duration); time.Now().Before(end); heights++ {
+		if !s.d.haHeight(clients, insts, int64(heights+1)) {
+			break
+		}
+	}
+	close(stop)
+	<-killerDone
+	st := s.d.stats
+	t.Logf("hostile host: %d heights, %d instance kills (%d restarted on an old state file, %d on an empty one, %d with [ha] dropped), %d etcd member kills, %d signatures, %d refusals (of %d conflicting requests), %d repeats answered identically, %d unavailable answers, violations = %d",
+		heights, st.kills, rollbacks, emptied, dropped, etcdKills, st.signatures, st.refusals, st.conflictsSent, st.duplicatesOK, st.unavailable, len(st.violations))
+	if rollbacks+emptied+dropped == 0 {
+		t.Error("the run injected no attack")
+	}
+	if signed := checkReleased(t, insts); signed == 0 {
+		t.Error("nothing was signed")
+	}
 }
