@@ -27,7 +27,7 @@ const prefix = "/tmkms-nitro/"
 
 // cluster starts a 3-member etcd with auth on and returns the bundle an
 // enclave would have sealed.
-func cluster(t *testing.T) (*etcdlocal.Cluster, *anchor.Bundle, etcdlocal.Auth) {
+func cluster(t testing.TB) (*etcdlocal.Cluster, *anchor.Bundle, etcdlocal.Auth) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts an etcd cluster")
@@ -41,7 +41,7 @@ func cluster(t *testing.T) (*etcdlocal.Cluster, *anchor.Bundle, etcdlocal.Auth) 
 }
 
 // Bundle is the anchor bundle of c for the signer user.
-func Bundle(t *testing.T, c *etcdlocal.Cluster, a etcdlocal.Auth) *anchor.Bundle {
+func Bundle(t testing.TB, c *etcdlocal.Cluster, a etcdlocal.Auth) *anchor.Bundle {
 	read := func(p string) []byte {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -65,7 +65,7 @@ func direct(b *anchor.Bundle) anchor.Dialer {
 	}
 }
 
-func newClient(t *testing.T, b *anchor.Bundle, chain string, dial anchor.Dialer) *anchor.Client {
+func newClient(t testing.TB, b *anchor.Bundle, chain string, dial anchor.Dialer) *anchor.Client {
 	t.Helper()
 	c, err := anchor.New(b, chain, dial)
 	if err != nil {
