@@ -367,29 +367,14 @@ func TestAnchorRollback(t *testing.T) {
 // sealAnchor has home's enclave seal files as an anchor, with home's KMS.
 func sealAnchor(t *testing.T, bin, home string, files *host.AnchorFiles) *enclaveproto.GeneratedKey {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	kms, err := localmode.StartKMS(home, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kms.Close()
-	enc, err := localmode.StartEnclave(ctx, filepath.Join(bin, "tmkms-nitro-enclave"), home, nopLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); enc.Wait() }()
-	cfg, err := config.Load(filepath.Join(home, "tmkms.toml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &host.Ceremony{Dial: func(ctx context.Context) (net.Conn, error) { return localmode.DialConfig(ctx, home) },
-		Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Creds: host.ProtoCredentials(kms.Credentials().AWS()), ChainIDs: []string{"x"}, Anchor: files}
-	dir := t.TempDir()
-	sealed, err := c.Run(ctx, host.Paths{Consensus: filepath.Join(dir, "c"), Identity: filepath.Join(dir, "i"), Anchor: filepath.Join(dir, "a")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var sealed *host.Sealed
+	withEnclave(t, bin, home, func(ctx context.Context, cfg *config.Config, kms *localmode.KMS, dial func(context.Context) (net.Conn, error)) (err error) {
+		c := &host.Ceremony{Dial: dial, Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Creds: host.ProtoCredentials(kms.Credentials().AWS()),
+			ChainIDs: []string{"x"}, Anchor: files}
+		dir := t.TempDir()
+		sealed, err = c.Run(ctx, host.Paths{Consensus: filepath.Join(dir, "c"), Identity: filepath.Join(dir, "i"), Anchor: filepath.Join(dir, "a")})
+		return err
+	})
 	return sealed.Anchor
 }
 

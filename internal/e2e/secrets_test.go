@@ -100,6 +100,19 @@ func importSeed(t *testing.T, bin, home string, seed []byte) {
 // configuration.
 func sealSeed(t *testing.T, bin, home string, seed []byte) (*enclaveproto.GeneratedKey, *config.Config) {
 	t.Helper()
+	var gk *enclaveproto.GeneratedKey
+	cfg := withEnclave(t, bin, home, func(ctx context.Context, cfg *config.Config, kms *localmode.KMS, dial func(context.Context) (net.Conn, error)) (err error) {
+		gk, err = host.SealKey(ctx, dial, &enclaveproto.ImportKey{Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID,
+			Credentials: host.ProtoCredentials(kms.AdminCredentials().AWS()), Purpose: enclaveproto.PurposeConsensus, Seed: seed})
+		return err
+	})
+	return gk, cfg
+}
+
+// withEnclave runs home's local KMS and enclave for as long as do runs,
+// and returns home's configuration.
+func withEnclave(t *testing.T, bin, home string, do func(ctx context.Context, cfg *config.Config, kms *localmode.KMS, dial func(context.Context) (net.Conn, error)) error) *config.Config {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	kms, err := localmode.StartKMS(home, nil)
@@ -116,13 +129,10 @@ func sealSeed(t *testing.T, bin, home string, seed []byte) (*enclaveproto.Genera
 	if err != nil {
 		t.Fatal(err)
 	}
-	gk, err := host.SealKey(ctx, func(ctx context.Context) (net.Conn, error) { return localmode.DialConfig(ctx, home) },
-		&enclaveproto.ImportKey{Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Credentials: host.ProtoCredentials(kms.AdminCredentials().AWS()),
-			Purpose: enclaveproto.PurposeConsensus, Seed: seed})
-	if err != nil {
+	if err := do(ctx, cfg, kms, func(ctx context.Context) (net.Conn, error) { return localmode.DialConfig(ctx, home) }); err != nil {
 		t.Fatal(err)
 	}
-	return gk, cfg
+	return cfg
 }
 
 func nopLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
