@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
@@ -123,28 +122,13 @@ func onCluster(dir string, o Options, start func(*etcdlocal.Cluster) (*subject, 
 	return s, nil
 }
 
-// clusterAttempts bounds startCluster's tries.
-const clusterAttempts = 3
-
-// startCluster starts a 3-member cluster in dir. etcdlocal picks its ports
-// by listening on port 0 and closing, so another process (a test binary
-// starting its own cluster, say) can take one before the member binds it;
-// such a start is tried again, from an empty dir and on fresh ports.
+// startCluster starts a 3-member cluster in dir.
 func startCluster(dir string) (*etcdlocal.Cluster, error) {
-	var err error
-	for range clusterAttempts {
-		if err = os.RemoveAll(dir); err != nil {
-			break
-		}
-		var c *etcdlocal.Cluster
-		if c, err = etcdlocal.Start(dir, 3); err == nil {
-			return c, nil
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) {
-			break
-		}
+	c, err := etcdlocal.Start(dir, 3)
+	if err != nil {
+		return nil, fmt.Errorf("starting etcd: %w", err)
 	}
-	return nil, fmt.Errorf("starting etcd: %w", err)
+	return c, nil
 }
 
 // initStack is `local init`, with anchor sealed first when set; it

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -47,9 +48,34 @@ type Cluster struct {
 	running []*embed.Etcd
 }
 
+// startAttempts bounds Start's tries.
+const startAttempts = 3
+
 // Start starts n members with their data, certificates and logs in dir,
 // and returns once every member is ready (the cluster has a leader).
+//
+// Ports are picked by listening on port 0 and closing, so another process
+// (a test binary starting its own cluster, say) can take one before the
+// member binds it; such a start is tried again from an empty dir, on
+// fresh ports.
 func Start(dir string, n int) (*Cluster, error) {
+	var err error
+	for range startAttempts {
+		if err = os.RemoveAll(dir); err != nil {
+			break
+		}
+		var c *Cluster
+		if c, err = startOnce(dir, n); err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, err
+}
+
+func startOnce(dir string, n int) (*Cluster, error) {
 	c := &Cluster{dir: dir, running: make([]*embed.Etcd, n)}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
