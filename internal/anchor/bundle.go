@@ -7,9 +7,12 @@
 //
 // TLS to etcd ends here, against the CA sealed in the Bundle, with a client
 // certificate and etcd user whose secrets exist in plaintext only inside
-// the enclave; the host relays bytes. The client speaks etcd's JSON gateway
-// (/v3/kv/txn, /v3/auth/authenticate) with the standard library only, so
-// that no gRPC stack is linked into the enclave.
+// the enclave; the host relays bytes. The client speaks etcd's gRPC API
+// (etcdserverpb.KV/Txn, etcdserverpb.Auth/Authenticate) by hand: unary
+// calls over net/http's HTTP/2 client, with the few protobuf messages it
+// needs encoded and decoded with protowire, so that neither etcd's client
+// and API packages nor a gRPC stack have to be trusted by the enclave, and
+// without the extra hop of etcd's JSON gateway.
 package anchor
 
 import (
@@ -77,8 +80,9 @@ func (b *Bundle) Validate() error {
 		return err
 	}
 	if b.Username != "" && cert.Leaf.Subject.CommonName != "" {
-		// etcd's JSON gateway refuses a client certificate with a CN when
-		// auth is on: it would otherwise authenticate by the CN.
+		// etcd takes a certificate's CN as the user of any call that
+		// carries no token (and its JSON gateway refuses such a
+		// certificate): the password user must be the only identity.
 		return fmt.Errorf("%w: with an etcd user, the client certificate must have no CommonName (it has %q)", ErrBundle, cert.Leaf.Subject.CommonName)
 	}
 	switch {

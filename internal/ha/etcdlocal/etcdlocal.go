@@ -36,7 +36,7 @@ type Cluster struct {
 	Endpoints     []string
 	CA, Cert, Key string
 	// AnchorCert and AnchorKey are a client certificate without a
-	// CommonName, as etcd's JSON gateway requires when auth is on (the
+	// CommonName, as etcd requires with auth on (it would take a CN as the user) when auth is on (the
 	// enclave's anchor client).
 	AnchorCert, AnchorKey string
 	dir                   string
