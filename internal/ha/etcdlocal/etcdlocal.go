@@ -36,8 +36,8 @@ type Cluster struct {
 	Endpoints     []string
 	CA, Cert, Key string
 	// AnchorCert and AnchorKey are a client certificate without a
-	// CommonName, as etcd requires with auth on (it would take a CN as the user) when auth is on (the
-	// enclave's anchor client).
+	// CommonName, for the enclave's anchor client: with auth on, etcd
+	// would take a CN as the user of any call without a token.
 	AnchorCert, AnchorKey string
 	dir                   string
 	names                 []string
