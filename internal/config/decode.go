@@ -319,10 +319,10 @@ func precheck(data []byte) error {
 		"unknown key, and %d more (%s, …); is this a tmkms.toml?", len(unknown)-1, strings.Join(unknown[1:min(4, len(unknown))], ", "))}
 }
 
-// reports counts, up to just past limit, the errors go-toml's strict decode
-// reports for an unknown key holding v: one for each key of a table under
-// it, at any depth, and one for each [[table]] header (a repeated [[x]] or
-// [x.k] is one key in the map but many reports). It walks with a stack:
+// reports bounds from above, up to just past limit, the errors go-toml's
+// strict decode reports for an unknown key holding v: one for each key of
+// a table under it, at any depth, and one for each table header (a
+// repeated [[x]] or [x.k] is one key in the map but many reports). It walks with a stack:
 // a dotted key can nest tables as deep as the file is long.
 func reports(v any, limit int) int {
 	n, stack := 0, []any{v}
@@ -330,9 +330,10 @@ func reports(v any, limit int) int {
 		v, stack = stack[len(stack)-1], stack[:len(stack)-1]
 		switch v := v.(type) {
 		case map[string]any:
-			if len(v) == 0 {
-				n++
-			}
+			// Every table counts, empty or not: one declared by its own
+			// header is reported on its own, and the map cannot tell
+			// which were. An overcount only summarises sooner.
+			n++
 			for _, e := range v {
 				stack = append(stack, e)
 			}
