@@ -292,13 +292,13 @@ func precheck(data []byte) error {
 	reported := 0
 	for k, v := range doc {
 		if _, ok := keyType(k); !ok {
-			unknown = append(unknown, k)
+			unknown = append(unknown, quoteKey(k))
 			reported += reports(v, maxUnknownKeys)
 		}
 		if table, ok := v.(map[string]any); ok && (k == "credentials" || k == "ha") {
 			for tk, tv := range table {
 				if _, ok := keyType(k + "." + tk); !ok {
-					unknown = append(unknown, k+"."+tk)
+					unknown = append(unknown, k+"."+quoteKey(tk))
 					reported += reports(tv, maxUnknownKeys)
 				}
 			}
@@ -317,6 +317,17 @@ func precheck(data []byte) error {
 	}
 	return &FieldError{Key: unknown[0], Kind: ErrUnknownKey, Msg: fmt.Sprintf(
 		"unknown key, and %d more (%s, …); is this a tmkms.toml?", len(unknown)-1, strings.Join(unknown[1:min(4, len(unknown))], ", "))}
+}
+
+// quoteKey writes a key as TOML would need it written: bare when it can
+// be, else quoted, so that an empty or odd key is still named visibly.
+func quoteKey(k string) string {
+	if k != "" && strings.IndexFunc(k, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) < 0 {
+		return k
+	}
+	return strconv.Quote(k)
 }
 
 // reports bounds from above, up to just past limit, the errors go-toml's
