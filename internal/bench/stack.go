@@ -109,9 +109,9 @@ func startHA(ctx context.Context, dir string, o Options) (*subject, error) {
 // start's subject, and stops it after the subject.
 func onCluster(dir string, o Options, start func(*etcdlocal.Cluster) (*subject, error)) (*subject, error) {
 	fmt.Fprintf(o.Progress, "  etcd: 3 members on loopback, client TLS\n")
-	c, err := startCluster(filepath.Join(dir, "etcd"))
+	c, err := etcdlocal.Start(filepath.Join(dir, "etcd"), 3)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("starting etcd: %w", err)
 	}
 	s, err := start(c)
 	if err != nil {
@@ -120,15 +120,6 @@ func onCluster(dir string, o Options, start func(*etcdlocal.Cluster) (*subject, 
 	}
 	s.thenStop(c.Close)
 	return s, nil
-}
-
-// startCluster starts a 3-member cluster in dir.
-func startCluster(dir string) (*etcdlocal.Cluster, error) {
-	c, err := etcdlocal.Start(dir, 3)
-	if err != nil {
-		return nil, fmt.Errorf("starting etcd: %w", err)
-	}
-	return c, nil
 }
 
 // initStack is `local init`, with anchor sealed first when set; it

@@ -172,7 +172,7 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 		// Checked before anything is sealed: a table tmkms.toml would
 		// refuse afterwards would leave sealed files and no configuration.
 		paths.Anchor = filepath.Join(filepath.Dir(cfg.SealedConsensusKeyPath), "anchor.sealed")
-		table = anchorTable(anchorFiles, paths.Anchor, k.instance)
+		table = anchorFiles.HA(paths.Anchor, k.instance)
 		withTable := *cfg
 		withTable.HA = table
 		if err := withTable.Validate(); err != nil {
@@ -211,16 +211,6 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 		origin = sealedkey.Imported
 	}
 	return reportSealed(env, k.dir, sealed, origin, k.chainIDs, nil, "")
-}
-
-// anchorTable is the [ha] table for a sealed anchor: the endpoints the
-// host relays to, and nothing the host could write with.
-func anchorTable(a *host.AnchorFiles, sealedPath, instance string) *config.HA {
-	if instance == "" {
-		instance, _ = os.Hostname()
-	}
-	return &config.HA{Endpoints: a.Endpoints, SealedAnchorPath: sealedPath, AnchorPort: config.DefaultAnchorPort,
-		KeyPrefix: a.Prefix, LeaseTTL: config.DefaultHALeaseTTL, Instance: instance}
 }
 
 // initConfig loads DIR/tmkms.toml, writing tmkms-light's defaults (with

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/sealedkey"
 )
@@ -23,6 +24,17 @@ type AnchorFiles struct {
 	User         string   // etcd user; "" if etcd auth is off
 	PasswordFile string   // file whose first line is the user's password
 	Prefix       string   // the signer's key prefix in etcd
+}
+
+// HA is the [ha] table of a signer whose anchor is sealed at sealedPath:
+// the endpoints the helper relays to, and nothing it could write with.
+// An empty instance is the host name.
+func (a *AnchorFiles) HA(sealedPath, instance string) *config.HA {
+	if instance == "" {
+		instance, _ = os.Hostname()
+	}
+	return &config.HA{Endpoints: a.Endpoints, SealedAnchorPath: sealedPath, AnchorPort: config.DefaultAnchorPort,
+		KeyPrefix: a.Prefix, LeaseTTL: config.DefaultHALeaseTTL, Instance: instance}
 }
 
 func (a *AnchorFiles) request() (*enclaveproto.SealAnchor, error) {

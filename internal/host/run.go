@@ -143,10 +143,11 @@ func Run(ctx context.Context, o Options) error {
 // and keeps this instance's lease and health check running until ctx ends.
 func openCluster(ctx context.Context, cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (*etcdstore.Store, error) {
 	h := cfg.HA
-	if h.Anchored() {
+	switch {
+	case h.Anchored(): // the enclave reaches etcd itself
 		m.EnableAnchor()
-	}
-	if h == nil || h.Anchored() {
+		return nil, nil
+	case h == nil:
 		return nil, nil
 	}
 	m.EnableHA()

@@ -160,12 +160,8 @@ func writeConfig(home string, o InitOptions, k *KMS, keyARN string) (*config.Con
 	c.KMSKeyID = keyARN
 	creds := k.Credentials()
 	c.Credentials = &config.Credentials{KeyID: creds.AccessKeyID, SecretKey: creds.SecretAccessKey, SessionToken: creds.SessionToken}
-	if a := o.Anchor; a != nil {
-		c.HA = &config.HA{Endpoints: a.Endpoints, SealedAnchorPath: filepath.Join(home, "secrets", "anchor.sealed"),
-			AnchorPort: enclave.DefaultAnchorPort, KeyPrefix: a.Prefix, LeaseTTL: config.DefaultHALeaseTTL, Instance: o.Instance}
-		if c.HA.Instance == "" {
-			c.HA.Instance, _ = os.Hostname()
-		}
+	if o.Anchor != nil {
+		c.HA = o.Anchor.HA(filepath.Join(home, "secrets", "anchor.sealed"), o.Instance)
 	}
 	data, err := config.Marshal(c)
 	if err != nil {
