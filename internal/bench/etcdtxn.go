@@ -31,7 +31,7 @@ const (
 var etcdTxnKey = config.DefaultHAKeyPrefix + "bench/etcd-txn"
 
 // etcdTxn times the transaction the anchor commits, without the enclave,
-// the relay or the JSON gateway: a compare-and-swap on the key's revision,
+// the relay or the enclave's own client: a compare-and-swap on the key's revision,
 // put if it holds, read if not, by clientv3 (gRPC over TLS), one at a time.
 type etcdTxn struct {
 	cli   *clientv3.Client

@@ -133,7 +133,7 @@ func newReport(env Environment, o Options, subjects []*subject) *Report {
 
 // anchorGoalFactor is how many raw etcd round trips the anchor may add to
 // the unanchored p50: one, plus room for what the enclave's path has and
-// the raw one does not (the relay, TLS in the enclave, etcd's JSON gateway).
+// the raw one does not (the relay, TLS in the enclave, the enclave's client).
 const anchorGoalFactor = 1.2
 
 // anchorGoalName names AnchorGoal among the targets.
