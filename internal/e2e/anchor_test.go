@@ -794,25 +794,7 @@ func TestAnchorFaults(t *testing.T) {
 	for _, name := range []string{"signer-1", "signer-2"} {
 		insts = append(insts, &haInstance{name: name, home: s.replicate(t, name), bin: s.bin})
 	}
-	var clients []*cmtprivval.SignerClient
-	var laddrs []string
-	for _, in := range insts {
-		c, sock := nodeSide(t, s.chain)
-		clients, laddrs = append(clients, c), append(laddrs, "unix://"+sock)
-		in.start(t, laddrs[len(laddrs)-1])
-	}
-	for i, c := range clients {
-		if err := c.WaitForConnection(60 * time.Second); err != nil {
-			t.Fatalf("instance %d did not connect: %v\n%s", i, err, insts[i].logs())
-		}
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, in := range insts {
-				t.Logf("%s:\n%s", in.name, tail(in.logs(), 30))
-			}
-		}
-	})
+	clients, laddrs := startEach(t, s.chain, insts)
 
 	var rollbacks, emptied, dropped, etcdKills int
 	stop := make(chan struct{})

@@ -277,26 +277,7 @@ func TestHAFaultInjection(t *testing.T) {
 	insts, pub := haInstances(t, bin, chain, cluster, 3)
 	stats := &faultStats{}
 	d := &faultDriver{chain: chain, pk: cmted25519.PubKey(pub), stats: stats, released: map[signstate.HRS][]byte{}}
-	var clients []*cmtprivval.SignerClient
-	var laddrs []string
-	for i, in := range insts {
-		c, sock := nodeSide(t, chain)
-		clients = append(clients, c)
-		laddrs = append(laddrs, "unix://"+sock)
-		in.start(t, laddrs[i])
-	}
-	for i, c := range clients {
-		if err := c.WaitForConnection(60 * time.Second); err != nil {
-			t.Fatalf("instance %d did not connect: %v\n%s", i, err, insts[i].logs())
-		}
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, in := range insts {
-				t.Logf("%s:\n%s", in.name, tail(in.logs(), 30))
-			}
-		}
-	})
+	clients, laddrs := startEach(t, chain, insts)
 
 	stop := make(chan struct{})
 	killerDone := make(chan struct{})
@@ -358,6 +339,34 @@ func TestHAFaultInjection(t *testing.T) {
 	if stats.conflictsSent == 0 || stats.duplicatesOK == 0 {
 		t.Error("the run raced no requests across instances")
 	}
+}
+
+// startEach starts every instance facing a node side of its own, waits
+// for each to connect, and shows their logs if the test fails. It returns
+// the node sides and their addresses, by instance.
+func startEach(t *testing.T, chain string, insts []*haInstance) ([]*cmtprivval.SignerClient, []string) {
+	t.Helper()
+	var clients []*cmtprivval.SignerClient
+	var laddrs []string
+	for i, in := range insts {
+		c, sock := nodeSide(t, chain)
+		clients = append(clients, c)
+		laddrs = append(laddrs, "unix://"+sock)
+		in.start(t, laddrs[i])
+	}
+	for i, c := range clients {
+		if err := c.WaitForConnection(60 * time.Second); err != nil {
+			t.Fatalf("instance %d did not connect: %v\n%s", i, err, insts[i].logs())
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, in := range insts {
+				t.Logf("%s:\n%s", in.name, tail(in.logs(), 30))
+			}
+		}
+	})
+	return clients, laddrs
 }
 
 func indexOf(insts []*haInstance, in *haInstance) int {
