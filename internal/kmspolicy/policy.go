@@ -195,6 +195,13 @@ func (p *Policy) UnmarshalJSON(data []byte) error {
 			return fmt.Errorf("kmspolicy: invalid statement list: %w", err)
 		}
 	}
+	for i := range stmts {
+		// "Condition": {} is no condition, as its absence is: one form,
+		// so that a policy reads back as it was written.
+		if len(stmts[i].Condition) == 0 {
+			stmts[i].Condition = nil
+		}
+	}
 	*p = Policy{Version: raw.Version, ID: raw.ID, Statement: stmts}
 	return nil
 }
