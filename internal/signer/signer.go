@@ -19,8 +19,8 @@ import (
 
 	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
 	"github.com/cometbft/cometbft/crypto"
-	"github.com/cometbft/cometbft/types"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signbytes"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
@@ -152,17 +152,25 @@ func (s *Signer) SignVote(ctx context.Context, chainID string, v *cmtproto.Vote,
 	if err := s.checkMaxHeight(v.Height); err != nil {
 		return Signed{}, err
 	}
+	sb, err := signbytes.Vote(chainID, v)
+	if err != nil {
+		return Signed{}, s.refuse(fmt.Errorf("%w: %v", ErrInvalidRequest, err))
+	}
 	req := signstate.Request{
 		HRS:       signstate.HRS{Height: v.Height, Round: v.Round, Step: step},
 		BlockID:   bid,
-		SignBytes: types.VoteSignBytes(chainID, v),
+		SignBytes: sb,
 	}
 	out, err := s.sign(ctx, req, v.Timestamp)
 	if err != nil {
 		return Signed{}, err
 	}
 	if signExtension && step == signstate.StepPrecommit && !bid.IsNil() {
-		if out.ExtensionSignature, err = s.key.Sign(types.VoteExtensionSignBytes(chainID, v)); err != nil {
+		ext, err := signbytes.VoteExtension(chainID, v)
+		if err != nil {
+			return Signed{}, fmt.Errorf("signer: vote extension: %w", err)
+		}
+		if out.ExtensionSignature, err = s.key.Sign(ext); err != nil {
 			return Signed{}, fmt.Errorf("signer: failed to sign vote extension: %w", err)
 		}
 	}
@@ -181,10 +189,14 @@ func (s *Signer) SignProposal(ctx context.Context, chainID string, p *cmtproto.P
 	if err := s.checkMaxHeight(p.Height); err != nil {
 		return Signed{}, err
 	}
+	sb, err := signbytes.Proposal(chainID, p)
+	if err != nil {
+		return Signed{}, s.refuse(fmt.Errorf("%w: %v", ErrInvalidRequest, err))
+	}
 	req := signstate.Request{
 		HRS:       signstate.HRS{Height: p.Height, Round: p.Round, Step: signstate.StepPropose},
 		BlockID:   bid,
-		SignBytes: types.ProposalSignBytes(chainID, p),
+		SignBytes: sb,
 	}
 	return s.sign(ctx, req, p.Timestamp)
 }
@@ -307,9 +319,9 @@ func validateVote(v *cmtproto.Vote) (signstate.Step, signstate.BlockID, error) {
 	}
 	var step signstate.Step
 	switch v.Type {
-	case types.PrevoteType:
+	case cmtproto.PrevoteType:
 		step = signstate.StepPrevote
-	case types.PrecommitType:
+	case cmtproto.PrecommitType:
 		step = signstate.StepPrecommit
 	default:
 		return 0, signstate.BlockID{}, fmt.Errorf("%w: vote type %d is neither prevote nor precommit", ErrInvalidRequest, v.Type)
@@ -325,7 +337,7 @@ func validateProposal(p *cmtproto.Proposal) (signstate.BlockID, error) {
 	if p == nil {
 		return signstate.BlockID{}, fmt.Errorf("%w: proposal missing", ErrInvalidRequest)
 	}
-	if p.Type != types.ProposalType {
+	if p.Type != cmtproto.ProposalType {
 		return signstate.BlockID{}, fmt.Errorf("%w: proposal type %d", ErrInvalidRequest, p.Type)
 	}
 	if err := validatePosition(p.Height, p.Round); err != nil {
@@ -357,8 +369,8 @@ func (s *Signer) checkMaxHeight(height int64) error {
 
 // validateBlockID rejects what CometBFT's own canonicalization would panic on.
 func validateBlockID(b *cmtproto.BlockID) (signstate.BlockID, error) {
-	if _, err := types.BlockIDFromProto(b); err != nil {
-		return signstate.BlockID{}, fmt.Errorf("%w: block id: %v", ErrInvalidRequest, err)
+	if err := signbytes.ValidateBlockID(b); err != nil {
+		return signstate.BlockID{}, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
 	}
 	return signstate.BlockID{Hash: b.Hash, PartsTotal: b.PartSetHeader.Total, PartsHash: b.PartSetHeader.Hash}, nil
 }

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
-	"github.com/cometbft/cometbft/libs/protoio"
-	"github.com/cosmos/gogoproto/proto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signbytes"
 )
 
 // Request is a message the caller wants to sign: its position, the block it
@@ -81,36 +79,13 @@ func conflict(at HRS, what string) error {
 // equal once their timestamps are set equal, and returns the timestamp of
 // last.
 func sameButTimestamp(step Step, last, next []byte) (time.Time, bool, error) {
-	if step == StepPropose {
-		var a, b cmtproto.CanonicalProposal
-		if err := decode(last, &a, next, &b); err != nil {
-			return time.Time{}, false, err
-		}
-		ts := a.Timestamp
-		a.Timestamp, b.Timestamp = time.Time{}, time.Time{}
-		return ts, equalMsg(&a, &b), nil
+	a, err := signbytes.Decode(step == StepPropose, last)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("%w: stored sign bytes do not decode: %v", ErrCorrupt, err)
 	}
-	var a, b cmtproto.CanonicalVote
-	if err := decode(last, &a, next, &b); err != nil {
-		return time.Time{}, false, err
+	b, err := signbytes.Decode(step == StepPropose, next)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("signstate: request sign bytes do not decode: %w", err)
 	}
-	ts := a.Timestamp
-	a.Timestamp, b.Timestamp = time.Time{}, time.Time{}
-	return ts, equalMsg(&a, &b), nil
-}
-
-func decode(last []byte, a proto.Message, next []byte, b proto.Message) error {
-	if err := protoio.UnmarshalDelimited(last, a); err != nil {
-		return fmt.Errorf("%w: stored sign bytes do not decode: %v", ErrCorrupt, err)
-	}
-	if err := protoio.UnmarshalDelimited(next, b); err != nil {
-		return fmt.Errorf("signstate: request sign bytes do not decode: %w", err)
-	}
-	return nil
-}
-
-func equalMsg(a, b proto.Message) bool {
-	x, errA := proto.Marshal(a)
-	y, errB := proto.Marshal(b)
-	return errA == nil && errB == nil && bytes.Equal(x, y)
+	return a.Timestamp, a.SameButTimestamp(b), nil
 }

@@ -11,11 +11,10 @@ import (
 	"path/filepath"
 	"sync"
 
-	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
-	"github.com/cometbft/cometbft/libs/protoio"
 	"golang.org/x/sys/unix"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/atomicfile"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signbytes"
 )
 
 // ErrNoStateFile is returned by Open when the state file does not exist and
@@ -246,16 +245,9 @@ func ChainID(s State) (string, error) {
 	if len(s.SignBytes) == 0 {
 		return "", nil
 	}
-	if s.Step == StepPropose {
-		var p cmtproto.CanonicalProposal
-		if err := protoio.UnmarshalDelimited(s.SignBytes, &p); err != nil {
-			return "", fmt.Errorf("%w: sign bytes: %v", ErrCorrupt, err)
-		}
-		return p.ChainID, nil
-	}
-	var v cmtproto.CanonicalVote
-	if err := protoio.UnmarshalDelimited(s.SignBytes, &v); err != nil {
+	m, err := signbytes.Decode(s.Step == StepPropose, s.SignBytes)
+	if err != nil {
 		return "", fmt.Errorf("%w: sign bytes: %v", ErrCorrupt, err)
 	}
-	return v.ChainID, nil
+	return m.ChainID, nil
 }

@@ -9,8 +9,7 @@ import (
 	"fmt"
 	"strconv"
 
-	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
-	"github.com/cometbft/cometbft/libs/protoio"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signbytes"
 )
 
 // Formats ParseJSON recognises.
@@ -165,25 +164,17 @@ func parseTmkms(data []byte) (State, error) {
 
 // blockIDFromSignBytes extracts the block a signed canonical message names.
 func blockIDFromSignBytes(step Step, sb []byte) (BlockID, error) {
-	var bid *cmtproto.CanonicalBlockID
 	switch step {
-	case StepPropose:
-		var p cmtproto.CanonicalProposal
-		if err := protoio.UnmarshalDelimited(sb, &p); err != nil {
-			return BlockID{}, fmt.Errorf("%w: signbytes are not a canonical proposal: %v", ErrCorrupt, err)
-		}
-		bid = p.BlockID
-	case StepPrevote, StepPrecommit:
-		var v cmtproto.CanonicalVote
-		if err := protoio.UnmarshalDelimited(sb, &v); err != nil {
-			return BlockID{}, fmt.Errorf("%w: signbytes are not a canonical vote: %v", ErrCorrupt, err)
-		}
-		bid = v.BlockID
+	case StepPropose, StepPrevote, StepPrecommit:
 	default:
 		return BlockID{}, errors.Join(ErrCorrupt, fmt.Errorf("signbytes present at step %d", step))
 	}
-	if bid == nil {
+	m, err := signbytes.Decode(step == StepPropose, sb)
+	if err != nil {
+		return BlockID{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if m.BlockID == nil {
 		return BlockID{}, nil
 	}
-	return BlockID{Hash: bid.Hash, PartsTotal: bid.PartSetHeader.Total, PartsHash: bid.PartSetHeader.Hash}, nil
+	return BlockID{Hash: m.BlockID.Hash, PartsTotal: m.BlockID.PartSetHeader.Total, PartsHash: m.BlockID.PartSetHeader.Hash}, nil
 }
