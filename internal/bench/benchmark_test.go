@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
 	"path/filepath"
 	"testing"
 	"time"
@@ -74,7 +75,7 @@ func BenchmarkHandle(b *testing.B) {
 		b.Fatal(err)
 	}
 	h := privval.NewHandler(signer.New(key, chainID, signstate.State{}, discardStore{}, signer.Options{}), privval.Auto, nil)
-	n := &node{chainID: chainID, pub: key.PubKey()}
+	n := &node{chainID: chainID, pub: cmted25519.PubKey(key.PubKey().Bytes)}
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -113,7 +114,7 @@ func benchSigner(b *testing.B, store signer.Store) {
 		b.Fatal(err)
 	}
 	s := signer.New(key, chainID, signstate.State{}, store, signer.Options{})
-	n := &node{chainID: chainID, pub: key.PubKey()}
+	n := &node{chainID: chainID, pub: cmted25519.PubKey(key.PubKey().Bytes)}
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()

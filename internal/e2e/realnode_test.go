@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,7 +57,7 @@ func runChain(t *testing.T, version, network string) {
 	if network == "unix" {
 		laddr = "unix://" + filepath.Join(t.TempDir(), "pv.sock")
 	}
-	cfg := NodeConfig{Version: version, Laddr: laddr, PubKey: key.PubKey()}
+	cfg := NodeConfig{Version: version, Laddr: laddr, PubKey: cmted25519.PubKey(key.PubKey().Bytes)}
 	if !strings.HasPrefix(version, "v0.34.") && !strings.HasPrefix(version, "v0.37.") {
 		cfg.VoteExtensionsHeight = 2
 	}
@@ -70,7 +71,7 @@ func runChain(t *testing.T, version, network string) {
 	if err := node.WaitHeight(wctx, target); err != nil {
 		t.Fatalf("%v\nnode log tail:\n%s", err, tail(node.Logs(), 40))
 	}
-	if err := node.VerifyCommits(ctx, 1, target-1, key.PubKey()); err != nil {
+	if err := node.VerifyCommits(ctx, 1, target-1, cmted25519.PubKey(key.PubKey().Bytes)); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.LastState(); st.Height < target-1 {
@@ -103,7 +104,7 @@ func TestNodeRestart(t *testing.T) {
 	}
 	key, _ := signer.GenerateEd25519()
 	sock := filepath.Join(t.TempDir(), "pv.sock")
-	node := InitNode(t, bin, NodeConfig{Version: version, Laddr: "unix://" + sock, PubKey: key.PubKey(), VoteExtensionsHeight: 2})
+	node := InitNode(t, bin, NodeConfig{Version: version, Laddr: "unix://" + sock, PubKey: cmted25519.PubKey(key.PubKey().Bytes), VoteExtensionsHeight: 2})
 	s := StartSigner(t, "unix://"+sock, node.ChainID, key, privval.Auto)
 	node.Start(t, bin)
 	if err := node.WaitHeight(ctx, 4); err != nil {
@@ -116,7 +117,7 @@ func TestNodeRestart(t *testing.T) {
 	if err := node.WaitHeight(ctx, before+4); err != nil {
 		t.Fatalf("after restart: %v\n%s", err, tail(node.Logs(), 30))
 	}
-	if err := node.VerifyCommits(ctx, before+1, before+3, key.PubKey()); err != nil {
+	if err := node.VerifyCommits(ctx, before+1, before+3, cmted25519.PubKey(key.PubKey().Bytes)); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(s.Logs.String(), "refused to sign") {

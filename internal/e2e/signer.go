@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
+	"crypto/ed25519"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/privval"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
@@ -38,7 +38,7 @@ func StartSigner(t testing.TB, addr, chainID string, key signer.Key, d privval.D
 		t.Fatal(err)
 	}
 	s := signer.New(key, chainID, store.State(), store, signer.Options{Log: log})
-	identity := cmted25519.GenPrivKey()
+	_, identity, _ := ed25519.GenerateKey(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

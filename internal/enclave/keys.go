@@ -55,12 +55,12 @@ func (e *Enclave) seal(ctx context.Context, region, keyID, purpose string, creds
 		if key, err = signer.NewEd25519(dk); err != nil {
 			return nil, err
 		}
-		sk.PublicKey = key.PubKey().Bytes()
+		sk.PublicKey = key.PubKey().Bytes
 	} else {
 		if key, err = signer.NewEd25519(seed); err != nil {
 			return nil, err
 		}
-		sk.PublicKey = key.PubKey().Bytes()
+		sk.PublicKey = key.PubKey().Bytes
 		if sk.Ciphertext, sk.KMSKeyID, err = kc.Encrypt(ctx, keyID, key.Seed(), sk.EncryptionContext()); err != nil {
 			return nil, err
 		}
@@ -163,7 +163,7 @@ func (e *Enclave) unseal(ctx context.Context, kc *kms.Client, file []byte, purpo
 	if err != nil {
 		return nil, nil, err
 	}
-	if !sk.Legacy() && !bytes.Equal(key.PubKey().Bytes(), sk.PublicKey) {
+	if !sk.Legacy() && !bytes.Equal(key.PubKey().Bytes, sk.PublicKey) {
 		return nil, nil, errKeyMismatch
 	}
 	return key, sk, nil

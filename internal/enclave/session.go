@@ -9,9 +9,6 @@ import (
 	"reflect"
 	"sync"
 
-	"github.com/cometbft/cometbft/crypto"
-	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
-
 	"github.com/tmkms-nitro/tmkms-nitro/internal/anchor"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
@@ -83,13 +80,13 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	if !sealed.AllowsChain(c.ChainID) {
 		return nil, fmt.Errorf("%w: the consensus key is sealed for chains %q only, not %q", errBadConfig, sealed.ChainIDs, c.ChainID)
 	}
-	resp := &enclaveproto.Configured{ConsensusPubKey: key.PubKey().Bytes()}
-	var identity crypto.PrivKey
+	resp := &enclaveproto.Configured{ConsensusPubKey: key.PubKey().Bytes}
+	var identity ed25519.PrivateKey
 	if tcp {
 		if identity, err = e.identity(ctx, kc, c); err != nil {
 			return nil, err
 		}
-		resp.IdentityPubKey = identity.PubKey().Bytes()
+		resp.IdentityPubKey = identity.Public().(ed25519.PublicKey)
 	}
 	store := &remoteStore{log: e.log, dial: func(ctx context.Context) (net.Conn, error) {
 		return e.p.DialHost(ctx, port(c.StatePort, DefaultStatePort))
@@ -130,7 +127,7 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 }
 
 // identity unseals the SecretConnection key of tcp:// validators.
-func (e *Enclave) identity(ctx context.Context, kc *kms.Client, c *enclaveproto.Configure) (crypto.PrivKey, error) {
+func (e *Enclave) identity(ctx context.Context, kc *kms.Client, c *enclaveproto.Configure) (ed25519.PrivateKey, error) {
 	if len(c.SealedIdentityKey) == 0 {
 		return nil, fmt.Errorf("%w: a tcp:// validator needs the sealed identity key (sealed_id_key_path)", errBadConfig)
 	}
@@ -138,7 +135,7 @@ func (e *Enclave) identity(ctx context.Context, kc *kms.Client, c *enclaveproto.
 	if err != nil {
 		return nil, fmt.Errorf("failed to unseal the identity key: %w", err)
 	}
-	return cmted25519.PrivKey(ed25519.NewKeyFromSeed(id.Seed())), nil
+	return ed25519.NewKeyFromSeed(id.Seed()), nil
 }
 
 // guard returns the cluster guard the signer consults before each
@@ -213,7 +210,7 @@ func (e *Enclave) catchUp(ctx context.Context, g *ha.Guard, key *signer.Ed25519,
 }
 
 // serve starts one privval handler per node on the signer.
-func (e *Enclave) serve(s *signer.Signer, c *enclaveproto.Configure, resp *enclaveproto.Configured, dialect privval.Dialect, addrs []transport.Addr, identity crypto.PrivKey) *session {
+func (e *Enclave) serve(s *signer.Signer, c *enclaveproto.Configure, resp *enclaveproto.Configured, dialect privval.Dialect, addrs []transport.Addr, identity ed25519.PrivateKey) *session {
 	sctx, cancel := context.WithCancel(e.ctx)
 	sess := &session{cfg: c, resp: resp, cancel: cancel, done: make(chan struct{})}
 	// One handler per node, all on one signer: one guard, and a request
@@ -251,7 +248,7 @@ func validatorAddrs(c *enclaveproto.Configure) ([]transport.Addr, bool, error) {
 
 // validatorDialer reaches the validator through the host's bridge; for
 // tcp:// validators the SecretConnection runs from here to the node.
-func (e *Enclave) validatorDialer(addr transport.Addr, port uint32, identity crypto.PrivKey) privval.Dialer {
+func (e *Enclave) validatorDialer(addr transport.Addr, port uint32, identity ed25519.PrivateKey) privval.Dialer {
 	return func(ctx context.Context) (net.Conn, error) {
 		c, err := e.p.DialHost(ctx, port)
 		if err != nil || addr.Scheme != "tcp" {

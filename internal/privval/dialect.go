@@ -6,8 +6,8 @@ import (
 
 	pvv1 "github.com/cometbft/cometbft/api/cometbft/privval/v1"
 	pvv1beta2 "github.com/cometbft/cometbft/api/cometbft/privval/v1beta2"
-	"github.com/cometbft/cometbft/crypto"
-	cryptoenc "github.com/cometbft/cometbft/crypto/encoding"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 )
 
 // Dialect is the privval wire dialect a node speaks. Requests of every
@@ -65,7 +65,7 @@ func (d Dialect) signsExtension(req *pvv1.SignVoteRequest) bool {
 }
 
 // pubKeyResponse encodes a PubKeyResponse wrapped in its Message.
-func (d Dialect) pubKeyResponse(pk crypto.PubKey, rse *pvv1.RemoteSignerError) ([]byte, error) {
+func (d Dialect) pubKeyResponse(pk signer.PubKey, rse *pvv1.RemoteSignerError) ([]byte, error) {
 	var inner []byte
 	if d != V1 {
 		old := pvv1beta2.PubKeyResponse{}
@@ -73,7 +73,7 @@ func (d Dialect) pubKeyResponse(pk crypto.PubKey, rse *pvv1.RemoteSignerError) (
 			old.Error = &pvv1beta2.RemoteSignerError{Code: rse.Code, Description: rse.Description}
 		} else {
 			var err error
-			if old.PubKey, err = cryptoenc.PubKeyToProto(pk); err != nil {
+			if old.PubKey, err = pk.Proto(); err != nil {
 				return nil, fmt.Errorf("privval: failed to encode public key: %w", err)
 			}
 		}
@@ -86,7 +86,7 @@ func (d Dialect) pubKeyResponse(pk crypto.PubKey, rse *pvv1.RemoteSignerError) (
 	if d == V1 || d == Auto {
 		resp := pvv1.PubKeyResponse{}
 		if rse == nil {
-			resp.PubKeyBytes, resp.PubKeyType = pk.Bytes(), pk.Type()
+			resp.PubKeyBytes, resp.PubKeyType = pk.Bytes, pk.Type
 		} else if d == V1 {
 			resp.Error = rse
 		}

@@ -39,7 +39,7 @@ func newRawNode(t *testing.T) *rawNode {
 	}
 	t.Cleanup(func() { ln.Close() })
 	key, _ := signer.GenerateEd25519()
-	return &rawNode{t: t, ln: ln, s: e2e.StartSigner(t, "unix://"+path, chain, key, privval.Auto), pk: key.PubKey().Bytes()}
+	return &rawNode{t: t, ln: ln, s: e2e.StartSigner(t, "unix://"+path, chain, key, privval.Auto), pk: key.PubKey().Bytes}
 }
 
 func (n *rawNode) accept() net.Conn {

@@ -15,7 +15,6 @@ import (
 
 	pvproto "github.com/cometbft/cometbft/api/cometbft/privval/v1"
 	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
-	"github.com/cometbft/cometbft/crypto"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
@@ -35,7 +34,7 @@ const (
 
 // Signer is what the handler needs from a signer.
 type Signer interface {
-	PubKey(chainID string) (crypto.PubKey, error)
+	PubKey(chainID string) (signer.PubKey, error)
 	SignVote(ctx context.Context, chainID string, v *cmtproto.Vote, signExtension bool) (signer.Signed, error)
 	SignProposal(ctx context.Context, chainID string, p *cmtproto.Proposal) (signer.Signed, error)
 }

@@ -2,6 +2,7 @@ package privval_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"net"
 	"path/filepath"
@@ -50,7 +51,7 @@ func newHarness(t *testing.T, network string, d privval.Dialect) *harness {
 		}
 		nodeKey := cmted25519.GenPrivKey()
 		ln = cmtprivval.NewTCPListener(l, nodeKey)
-		addr = "tcp://" + transport.NodeID(nodeKey.PubKey()) + "@" + l.Addr().String()
+		addr = "tcp://" + transport.NodeID(ed25519.PublicKey(nodeKey.PubKey().Bytes())) + "@" + l.Addr().String()
 	}
 	client, err := cmtprivval.NewSignerClient(cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), ln), chain)
 	if err != nil {
@@ -101,8 +102,8 @@ func TestSignerAgainstCometBFTClient(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(pk.Bytes(), h.key.PubKey().Bytes()) {
-				t.Fatalf("pubkey %X, want %X", pk.Bytes(), h.key.PubKey().Bytes())
+			if !bytes.Equal(pk.Bytes(), h.key.PubKey().Bytes) {
+				t.Fatalf("pubkey %X, want %X", pk.Bytes(), h.key.PubKey().Bytes)
 			}
 
 			p := &cmtproto.Proposal{Type: types.ProposalType, Height: 1, PolRound: -1, BlockID: blockID(1), Timestamp: t0}

@@ -2,28 +2,57 @@ package signer
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
-	"github.com/cometbft/cometbft/crypto"
-	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
+	cryptov1 "github.com/cometbft/cometbft/api/cometbft/crypto/v1"
 )
 
 // Key is a consensus key. Implementations must be safe for concurrent use
 // and must never expose the private key through String, GoString or
 // LogValue.
 type Key interface {
-	PubKey() crypto.PubKey
+	PubKey() PubKey
 	Sign(msg []byte) ([]byte, error)
+}
+
+// KeyTypeEd25519 is the type name CometBFT gives ed25519 keys, in the
+// privval protocol and in genesis files.
+const KeyTypeEd25519 = "ed25519"
+
+// PubKey is a consensus public key as the privval protocol carries it.
+type PubKey struct {
+	Type  string
+	Bytes []byte
+}
+
+// Address is the key's validator address in CometBFT: the first 20 bytes of
+// the SHA-256 of an ed25519 key.
+func (p PubKey) Address() []byte {
+	sum := sha256.Sum256(p.Bytes)
+	return sum[:20]
+}
+
+// Proto encodes the key as the pre-v1.0 privval dialects carry it.
+func (p PubKey) Proto() (cryptov1.PublicKey, error) {
+	switch p.Type {
+	case KeyTypeEd25519:
+		return cryptov1.PublicKey{Sum: &cryptov1.PublicKey_Ed25519{Ed25519: p.Bytes}}, nil
+	default:
+		return cryptov1.PublicKey{}, fmt.Errorf("signer: no protobuf encoding for %q keys", p.Type)
+	}
 }
 
 // Ed25519 is an ed25519 consensus key held in memory.
 type Ed25519 struct {
 	_    [0]func() // not comparable: compare keys with Equal, in constant time
 	priv ed25519.PrivateKey
-	pub  cmted25519.PubKey
+	pub  PubKey
 }
 
 // NewEd25519 returns the key for a 32-byte seed or a 64-byte private key
@@ -41,7 +70,7 @@ func NewEd25519(b []byte) (*Ed25519, error) {
 	default:
 		return nil, fmt.Errorf("signer: ed25519 key must be %d or %d bytes, got %d", ed25519.SeedSize, ed25519.PrivateKeySize, len(b))
 	}
-	return &Ed25519{priv: priv, pub: cmted25519.PubKey(priv.Public().(ed25519.PublicKey))}, nil
+	return &Ed25519{priv: priv, pub: PubKey{Type: KeyTypeEd25519, Bytes: priv.Public().(ed25519.PublicKey)}}, nil
 }
 
 // GenerateEd25519 makes a new key from the system's random source.
@@ -53,7 +82,7 @@ func GenerateEd25519() (*Ed25519, error) {
 	return NewEd25519(priv)
 }
 
-func (k *Ed25519) PubKey() crypto.PubKey { return k.pub }
+func (k *Ed25519) PubKey() PubKey { return k.pub }
 
 func (k *Ed25519) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(k.priv, msg), nil }
 
@@ -64,7 +93,7 @@ func (k *Ed25519) Seed() []byte { return k.priv.Seed() }
 func (k *Ed25519) Equal(o *Ed25519) bool { return subtle.ConstantTimeCompare(k.priv, o.priv) == 1 }
 
 func (k *Ed25519) String() string {
-	return "ed25519:" + k.pub.Address().String() + "(private key redacted)"
+	return "ed25519:" + strings.ToUpper(hex.EncodeToString(k.pub.Address())) + "(private key redacted)"
 }
 func (k *Ed25519) GoString() string           { return k.String() }
 func (k *Ed25519) LogValue() slog.Value       { return slog.StringValue(k.String()) }

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
-	"github.com/cometbft/cometbft/crypto"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signbytes"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
@@ -118,9 +117,9 @@ func (s *Signer) LastState() signstate.State {
 }
 
 // PubKey returns the consensus public key.
-func (s *Signer) PubKey(chainID string) (crypto.PubKey, error) {
+func (s *Signer) PubKey(chainID string) (PubKey, error) {
 	if err := s.checkChainID(chainID); err != nil {
-		return nil, err
+		return PubKey{}, err
 	}
 	return s.key.PubKey(), nil
 }

@@ -11,7 +11,10 @@ package transport
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -20,8 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cometbft/cometbft/crypto"
-	"github.com/cometbft/cometbft/p2p/conn"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/secretconn"
 )
 
 // DefaultHandshakeTimeout bounds a SecretConnection handshake.
@@ -95,7 +97,7 @@ func (a Addr) String() string {
 // Dial connects to a. For tcp it performs the SecretConnection handshake
 // with identity as our key and, when a.NodeID is set, refuses any other
 // peer. identity may be nil for unix and vsock.
-func Dial(ctx context.Context, a Addr, identity crypto.PrivKey) (net.Conn, error) {
+func Dial(ctx context.Context, a Addr, identity ed25519.PrivateKey) (net.Conn, error) {
 	switch a.Scheme {
 	case "unix":
 		var d net.Dialer
@@ -108,7 +110,7 @@ func Dial(ctx context.Context, a Addr, identity crypto.PrivKey) (net.Conn, error
 	return nil, fmt.Errorf("transport: cannot dial %q", a.String())
 }
 
-func dialSecret(ctx context.Context, a Addr, identity crypto.PrivKey) (net.Conn, error) {
+func dialSecret(ctx context.Context, a Addr, identity ed25519.PrivateKey) (net.Conn, error) {
 	if identity == nil {
 		return nil, errors.New("transport: tcp requires an identity key for SecretConnection")
 	}
@@ -122,7 +124,7 @@ func dialSecret(ctx context.Context, a Addr, identity crypto.PrivKey) (net.Conn,
 
 // Secure runs the SecretConnection handshake on c and, when nodeID is not
 // empty, refuses a peer with another identity. It closes c on failure.
-func Secure(ctx context.Context, c net.Conn, identity crypto.PrivKey, nodeID string) (net.Conn, error) {
+func Secure(ctx context.Context, c net.Conn, identity ed25519.PrivateKey, nodeID string) (net.Conn, error) {
 	sc, err := handshake(ctx, c, identity)
 	if err != nil {
 		return nil, err
@@ -136,7 +138,7 @@ func Secure(ctx context.Context, c net.Conn, identity crypto.PrivKey, nodeID str
 
 // handshake runs the SecretConnection handshake on c, bounded by ctx's
 // deadline or DefaultHandshakeTimeout. It closes c on failure.
-func handshake(ctx context.Context, c net.Conn, identity crypto.PrivKey) (*conn.SecretConnection, error) {
+func handshake(ctx context.Context, c net.Conn, identity ed25519.PrivateKey) (*secretconn.Conn, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(DefaultHandshakeTimeout)
@@ -147,7 +149,7 @@ func handshake(ctx context.Context, c net.Conn, identity crypto.PrivKey) (*conn.
 		c.Close()
 		return nil, err
 	}
-	sc, err := conn.MakeSecretConnection(c, identity)
+	sc, err := secretconn.Handshake(c, identity)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("transport: SecretConnection handshake with %s failed: %w", c.RemoteAddr(), err)
@@ -159,10 +161,14 @@ func handshake(ctx context.Context, c net.Conn, identity crypto.PrivKey) (*conn.
 	return sc, nil
 }
 
-// NodeID is the id CometBFT derives from a public key: hex of its address.
-func NodeID(pk crypto.PubKey) string { return strings.ToLower(pk.Address().String()) }
+// NodeID is the id CometBFT derives from an ed25519 key: the hex of its
+// address, the first 20 bytes of its SHA-256.
+func NodeID(pk ed25519.PublicKey) string {
+	sum := sha256.Sum256(pk)
+	return hex.EncodeToString(sum[:20])
+}
 
-func checkPeer(want string, got crypto.PubKey) error {
+func checkPeer(want string, got ed25519.PublicKey) error {
 	if want == "" {
 		return nil
 	}

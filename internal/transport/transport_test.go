@@ -2,8 +2,10 @@ package transport
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,15 +60,19 @@ func TestPinnedPeer(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	me := cmted25519.GenPrivKey()
-	right := Addr{Scheme: "tcp", Host: l.Addr().String(), NodeID: NodeID(nodeKey.PubKey())}
+	me := ed25519.PrivateKey(cmted25519.GenPrivKey())
+	nodeID := NodeID(ed25519.PublicKey(nodeKey.PubKey().Bytes()))
+	if want := strings.ToLower(nodeKey.PubKey().Address().String()); nodeID != want {
+		t.Fatalf("NodeID = %s, CometBFT derives %s", nodeID, want)
+	}
+	right := Addr{Scheme: "tcp", Host: l.Addr().String(), NodeID: nodeID}
 	c, err := Dial(ctx, right, me)
 	if err != nil {
 		t.Fatalf("pinned right peer: %v", err)
 	}
 	c.Close()
 	wrong := right
-	wrong.NodeID = NodeID(cmted25519.GenPrivKey().PubKey())
+	wrong.NodeID = NodeID(ed25519.PublicKey(cmted25519.GenPrivKey().PubKey().Bytes()))
 	if _, err := Dial(ctx, wrong, me); !errors.Is(err, ErrPeerMismatch) {
 		t.Fatalf("pinned wrong peer: err = %v, want ErrPeerMismatch", err)
 	}
