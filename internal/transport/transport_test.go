@@ -17,10 +17,10 @@ func TestParseAddr(t *testing.T) {
 		in   string
 		want Addr
 	}{
-		{"unix:///tmp/sockets/validator.socket", Addr{Scheme: "unix", Path: "/tmp/sockets/validator.socket"}},
-		{"tcp://127.0.0.1:26659", Addr{Scheme: "tcp", Host: "127.0.0.1:26659"}},
-		{"tcp://" + id + "@10.0.0.1:26659", Addr{Scheme: "tcp", Host: "10.0.0.1:26659", NodeID: id}},
-		{"vsock://3:5000", Addr{Scheme: "vsock", CID: 3, Port: 5000}},
+		{"unix:///tmp/sockets/validator.socket", Addr{Scheme: Unix, Path: "/tmp/sockets/validator.socket"}},
+		{"tcp://127.0.0.1:26659", Addr{Scheme: TCP, Host: "127.0.0.1:26659"}},
+		{"tcp://" + id + "@10.0.0.1:26659", Addr{Scheme: TCP, Host: "10.0.0.1:26659", NodeID: id}},
+		{"vsock://3:5000", Addr{Scheme: Vsock, CID: 3, Port: 5000}},
 	}
 	for _, tt := range good {
 		got, err := ParseAddr(tt.in)
@@ -31,10 +31,64 @@ func TestParseAddr(t *testing.T) {
 			t.Errorf("String() = %q, want %q", got.String(), tt.in)
 		}
 	}
-	for _, bad := range []string{"", "/tmp/x", "unix://relative", "tcp://nohost", "tcp://xyz@1.2.3.4:5", "vsock://3", "vsock://a:b", "http://x:1"} {
-		if _, err := ParseAddr(bad); err == nil {
-			t.Errorf("ParseAddr(%q) succeeded", bad)
+	for _, bad := range []string{"", "/tmp/x", "unix://relative", "unix:///a\x00b", "tcp://nohost", "tcp://h:65536", "tcp://h:x",
+		"tcp://xyz@1.2.3.4:5", "vsock://3", "vsock://a:b", "http://x:1"} {
+		if _, err := ParseAddr(bad); !errors.Is(err, ErrAddress) {
+			t.Errorf("ParseAddr(%q) = %v, want ErrAddress", bad, err)
 		}
+	}
+}
+
+func TestParseValidator(t *testing.T) {
+	tests := []struct {
+		in     string
+		ok     bool
+		secret bool // the scheme needs the identity key
+		local  bool // the node is on this machine
+	}{
+		{"unix:///run/validator.sock", true, false, true},
+		{"tcp://127.0.0.1:26659", true, true, true},
+		{"tcp://[::1]:26659", true, true, true},
+		{"tcp://[::ffff:127.0.0.1]:26659", true, true, true},
+		{"tcp://LocalHost:26659", true, true, true},
+		{"tcp://0123456789abcdef0123456789abcdef01234567@10.0.0.2:26659", true, true, false},
+		{"tcp://node.example:26659", true, true, false},
+		{"tcp://localhost.example:26659", true, true, false},
+		{"vsock://3:5000", false, false, false},
+		{"tcp://:26659", false, false, false},
+		{"tcp://h:0", false, false, false},
+		{"tcp://h:00", false, false, false},
+		{"http://h:1", false, false, false},
+	}
+	for _, tt := range tests {
+		a, err := ParseValidator(tt.in)
+		if (err == nil) != tt.ok || err != nil && !errors.Is(err, ErrAddress) {
+			t.Errorf("ParseValidator(%q) = %v, want ok %v", tt.in, err, tt.ok)
+			continue
+		}
+		if !tt.ok {
+			continue
+		}
+		if a.Scheme.Secret() != tt.secret || a.Local() != tt.local {
+			t.Errorf("%q: Secret %v, Local %v; want %v, %v", tt.in, a.Scheme.Secret(), a.Local(), tt.secret, tt.local)
+		}
+	}
+}
+
+// Every scheme a validator may use has a syntax to show in messages.
+func TestValidatorSchemesHaveSyntax(t *testing.T) {
+	for _, s := range ValidatorSchemes {
+		if s.Syntax() == "" {
+			t.Errorf("scheme %q has no syntax", s)
+		}
+	}
+}
+
+// A tcp address needs an identity key: Dial refuses without one before
+// connecting anywhere.
+func TestDialNeedsIdentity(t *testing.T) {
+	if _, err := Dial(t.Context(), Addr{Scheme: TCP, Host: "127.0.0.1:1"}, nil); err == nil {
+		t.Fatal("Dial of tcp without an identity key succeeded")
 	}
 }
 
@@ -59,7 +113,7 @@ func TestPinnedPeer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	me := cmted25519.GenPrivKey()
-	right := Addr{Scheme: "tcp", Host: l.Addr().String(), NodeID: NodeID(nodeKey.PubKey())}
+	right := Addr{Scheme: TCP, Host: l.Addr().String(), NodeID: NodeID(nodeKey.PubKey())}
 	c, err := Dial(ctx, right, me)
 	if err != nil {
 		t.Fatalf("pinned right peer: %v", err)
