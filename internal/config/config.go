@@ -20,6 +20,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
 
 // Defaults, tmkms-light's where it has one.
@@ -272,6 +274,17 @@ func (c *Config) resolvePaths(dir string) {
 
 // Anchored reports whether the enclave reaches etcd itself.
 func (h *HA) Anchored() bool { return h != nil && h.SealedAnchorPath != "" }
+
+// NeedsIdentity reports whether an address's transport runs
+// SecretConnection, which takes the sealed identity key.
+func (c *Config) NeedsIdentity() bool {
+	for _, s := range c.Addresses {
+		if a, err := transport.ParseValidator(s); err == nil && a.Scheme.Secret() {
+			return true
+		}
+	}
+	return false
+}
 
 // Default returns the configuration init writes: tmkms-light's defaults
 // with region, and our settings at their defaults.

@@ -16,12 +16,12 @@ import (
 // a *FieldError wrapping ErrInvalid and naming its key.
 func (c *Config) Validate() error {
 	v := validator{}
-	secret := v.addresses(c.Addresses)
+	v.addresses(c.Addresses)
 	v.check("chain_id", c.ChainID != "", "must not be empty")
 	v.check("chain_id", len(c.ChainID) <= MaxChainIDLen, "is %d bytes, CometBFT allows at most %d", len(c.ChainID), MaxChainIDLen)
 	v.check("max_height", c.MaxHeight >= 0, "must not be negative")
 	v.path("sealed_consensus_key_path", c.SealedConsensusKeyPath, true)
-	v.path("sealed_id_key_path", c.SealedIDKeyPath, secret)
+	v.path("sealed_id_key_path", c.SealedIDKeyPath, c.NeedsIdentity())
 	v.path("state_file_path", c.StateFilePath, true)
 	// Nitro gives enclaves CIDs from 4 up; 0-3 are the hypervisor, the
 	// loopback, the host and the parent, and 2^32-1 is VMADDR_CID_ANY.
@@ -50,20 +50,15 @@ func (v *validator) check(key string, ok bool, format string, args ...any) {
 	}
 }
 
-// addresses checks the validator addresses and reports whether any of
-// them needs the identity key.
-func (v *validator) addresses(addrs []string) (secret bool) {
+// addresses checks the validator addresses.
+func (v *validator) addresses(addrs []string) {
 	v.check("address", len(addrs) > 0, "must name the validator's privval listener")
 	v.check("address", len(addrs) <= MaxAddresses, "lists %d nodes, at most %d are served", len(addrs), MaxAddresses)
 	for _, s := range addrs {
-		a, err := transport.ParseValidator(s)
-		if err != nil {
+		if _, err := transport.ParseValidator(s); err != nil {
 			v.check("address", false, "%s", strings.TrimPrefix(err.Error(), "transport: "))
-			continue
 		}
-		secret = secret || a.Scheme.Secret()
 	}
-	return secret
 }
 
 func (v *validator) path(key, p string, required bool) {

@@ -122,11 +122,6 @@ func (i ImportKey) Format(f fmt.State, verb rune) {
 	formatRedacted(f, verb, "ImportKey", plain(i))
 }
 
-func (u UpdateCredentials) Format(f fmt.State, verb rune) {
-	type plain UpdateCredentials
-	formatRedacted(f, verb, "UpdateCredentials", plain(u))
-}
-
 // formatRedacted prints v with %v, or %+v for %+v and %#v; every other
 // verb prints as %v.
 func formatRedacted(f fmt.State, verb rune, name string, v any) {

@@ -17,17 +17,16 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	seed := bytes.Repeat([]byte{0x5e}, SeedSize)
 	imp := &ImportKey{Region: "r", Purpose: PurposeConsensus, Credentials: creds, Seed: seed}
 	values := map[string]any{
-		"credentials":        creds,
-		"*credentials":       &creds,
-		"configure":          &Configure{ChainID: "c", Credentials: creds},
-		"configure value":    Configure{ChainID: "c", Credentials: creds},
-		"generate key":       &GenerateKey{Credentials: creds},
-		"import key":         imp,
-		"import key value":   *imp,
-		"update credentials": &UpdateCredentials{Credentials: creds},
-		"secret bytes":       SecretBytes(seed),
-		"message as iface":   Message(imp),
-		"slice of messages":  []Message{imp, &UpdateCredentials{Credentials: creds}},
+		"credentials":       creds,
+		"*credentials":      &creds,
+		"configure":         &Configure{ChainID: "c", Credentials: creds},
+		"configure value":   Configure{ChainID: "c", Credentials: creds},
+		"generate key":      &GenerateKey{Credentials: creds},
+		"import key":        imp,
+		"import key value":  *imp,
+		"secret bytes":      SecretBytes(seed),
+		"message as iface":  Message(imp),
+		"slice of messages": []Message{imp, &GenerateKey{Credentials: creds}},
 	}
 	secrets := []string{
 		testSecret, testToken,

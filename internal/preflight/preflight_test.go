@@ -461,6 +461,16 @@ func TestPasses(t *testing.T) {
 				f.toml["address"] = "'tcp://127.0.0.1:26659'"
 				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
 			}},
+		{name: "tcp validator second in a list", check: CheckIdentityKey, detail: "identity key",
+			change: func(f *fixture) {
+				f.toml["address"] = "[" + f.toml["address"] + ", 'tcp://127.0.0.1:26659']"
+				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
+			}},
+		{name: "every node of a list", check: CheckValidator, detail: "; tcp://127.0.0.1:26659",
+			change: func(f *fixture) {
+				f.toml["address"] = "[" + f.toml["address"] + ", 'tcp://127.0.0.1:26659']"
+				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
+			}},
 		{name: "tcp validator by name", check: CheckValidator, detail: "node.example resolves to 10.0.0.7",
 			change: func(f *fixture) {
 				f.toml["address"] = "'tcp://node.example:26659'"

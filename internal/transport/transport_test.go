@@ -44,21 +44,16 @@ func TestParseValidator(t *testing.T) {
 		in     string
 		ok     bool
 		secret bool // the scheme needs the identity key
-		local  bool // the node is on this machine
 	}{
-		{"unix:///run/validator.sock", true, false, true},
-		{"tcp://127.0.0.1:26659", true, true, true},
-		{"tcp://[::1]:26659", true, true, true},
-		{"tcp://[::ffff:127.0.0.1]:26659", true, true, true},
-		{"tcp://LocalHost:26659", true, true, true},
-		{"tcp://0123456789abcdef0123456789abcdef01234567@10.0.0.2:26659", true, true, false},
-		{"tcp://node.example:26659", true, true, false},
-		{"tcp://localhost.example:26659", true, true, false},
-		{"vsock://3:5000", false, false, false},
-		{"tcp://:26659", false, false, false},
-		{"tcp://h:0", false, false, false},
-		{"tcp://h:00", false, false, false},
-		{"http://h:1", false, false, false},
+		{"unix:///run/validator.sock", true, false},
+		{"tcp://127.0.0.1:26659", true, true},
+		{"tcp://0123456789abcdef0123456789abcdef01234567@10.0.0.2:26659", true, true},
+		{"tcp://node.example:26659", true, true},
+		{"vsock://3:5000", false, false},
+		{"tcp://:26659", false, false},
+		{"tcp://h:0", false, false},
+		{"tcp://h:00", false, false},
+		{"http://h:1", false, false},
 	}
 	for _, tt := range tests {
 		a, err := ParseValidator(tt.in)
@@ -66,11 +61,42 @@ func TestParseValidator(t *testing.T) {
 			t.Errorf("ParseValidator(%q) = %v, want ok %v", tt.in, err, tt.ok)
 			continue
 		}
-		if !tt.ok {
-			continue
+		if tt.ok && a.Scheme.Secret() != tt.secret {
+			t.Errorf("%q: Secret() = %v, want %v", tt.in, a.Scheme.Secret(), tt.secret)
 		}
-		if a.Scheme.Secret() != tt.secret || a.Local() != tt.local {
-			t.Errorf("%q: Secret %v, Local %v; want %v, %v", tt.in, a.Scheme.Secret(), a.Local(), tt.secret, tt.local)
+	}
+}
+
+func TestLocal(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef01234567"
+	cases := []struct {
+		addr string
+		want bool
+	}{
+		{"unix:///run/validator.sock", true},
+		{"tcp://127.0.0.1:26659", true},
+		{"tcp://127.8.9.10:26659", true},
+		{"tcp://[::1]:26659", true},
+		{"tcp://[::ffff:127.0.0.1]:26659", true},
+		{"tcp://localhost:26659", true},
+		{"tcp://LocalHost:26659", true},
+		{"tcp://" + id + "@127.0.0.1:26659", true},
+		{"tcp://192.0.2.1:26659", false},
+		{"tcp://" + id + "@192.0.2.1:26659", false},
+		{"tcp://[2001:db8::1]:26659", false},
+		{"tcp://0.0.0.0:26659", false},
+		{"tcp://[::]:26659", false},
+		{"tcp://validator.example:26659", false},
+		{"tcp://localhost.example:26659", false},
+		{"vsock://3:5000", false},
+	}
+	for _, c := range cases {
+		a, err := ParseAddr(c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.Local(); got != c.want {
+			t.Errorf("Local(%q) = %v, want %v", c.addr, got, c.want)
 		}
 	}
 }
