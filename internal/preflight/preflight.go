@@ -233,16 +233,6 @@ func Count(rs []Result, s Status) int {
 	return n
 }
 
-// Find returns the result named name, if any.
-func Find(rs []Result, name string) (Result, bool) {
-	for _, r := range rs {
-		if r.Name == name {
-			return r, true
-		}
-	}
-	return Result{}, false
-}
-
 // Write prints one line per result, a hint line under each WARN or FAIL,
 // and a summary line.
 func Write(w io.Writer, rs []Result) error {
