@@ -59,8 +59,8 @@ var ValidatorSchemes = []Scheme{Unix, TCP}
 // pin the peer by node id.
 func (s Scheme) Secret() bool { return s == TCP }
 
-// Syntax is the address form of s, for messages.
-func (s Scheme) Syntax() string {
+// syntax is the address form of s, for messages.
+func (s Scheme) syntax() string {
 	switch s {
 	case Unix:
 		return "unix:///path"
@@ -147,7 +147,7 @@ func ParseValidator(s string) (Addr, error) {
 func validatorSyntax() string {
 	forms := make([]string, len(ValidatorSchemes))
 	for i, s := range ValidatorSchemes {
-		forms[i] = s.Syntax()
+		forms[i] = s.syntax()
 	}
 	return strings.Join(forms, " or ")
 }

@@ -104,7 +104,7 @@ func TestLocal(t *testing.T) {
 // Every scheme a validator may use has a syntax to show in messages.
 func TestValidatorSchemesHaveSyntax(t *testing.T) {
 	for _, s := range ValidatorSchemes {
-		if s.Syntax() == "" {
+		if s.syntax() == "" {
 			t.Errorf("scheme %q has no syntax", s)
 		}
 	}
