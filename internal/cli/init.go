@@ -159,7 +159,7 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 	if err != nil {
 		return withHint(fmt.Errorf("no AWS credentials: %w", err), "run on the EC2 instance with its instance role, or set [credentials] in tmkms.toml")
 	}
-	enclave := transport.Port(transport.Addr{Scheme: "vsock", CID: cfg.EnclaveConfigCID}, cfg.EnclaveConfigPort)
+	enclave := transport.Port(transport.Addr{Scheme: transport.Vsock, CID: cfg.EnclaveConfigCID}, cfg.EnclaveConfigPort)
 	anchorFiles, _ := k.anchorFiles()
 	cer := &host.Ceremony{
 		Dial:   func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, enclave, nil) },

@@ -36,11 +36,11 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "config", *path, "enclave_cid", cfg.EnclaveConfigCID, "chain_id", cfg.ChainID, "validators", cfg.ValidatorAddresses())
+	log.Info("starting", "config", *path, "enclave_cid", cfg.EnclaveConfigCID, "chain_id", cfg.ChainID, "validators", cfg.Addresses)
 	err = host.Run(ctx, host.Options{
 		Config:         cfg,
-		Enclave:        transport.Addr{Scheme: "vsock", CID: cfg.EnclaveConfigCID},
-		Host:           transport.Addr{Scheme: "vsock", CID: vsockAny},
+		Enclave:        transport.Addr{Scheme: transport.Vsock, CID: cfg.EnclaveConfigCID},
+		Host:           transport.Addr{Scheme: transport.Vsock, CID: vsockAny},
 		Credentials:    creds,
 		Log:            log,
 		EnclaveTimeout: *wait,

@@ -20,6 +20,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
 
 // Defaults, tmkms-light's where it has one.
@@ -29,6 +31,7 @@ const (
 	DefaultStatePort        = 5555 // host listens: double-sign state
 	DefaultValidatorPort    = 5000 // host listens: privval bridge (enclave_tendermint_conn)
 	DefaultLogPort          = 6050 // host listens: enclave logs (tmkms-light's log_server_port)
+	KMSProxyPort            = 8000 // host listens: the vsock-proxy to KMS, fixed in the enclave
 	DefaultProtocolVersion  = "auto"
 	DefaultMaxMessageSize   = 64 << 10
 	MaxMaxMessageSize       = 4 << 20
@@ -60,10 +63,10 @@ const (
 type Config struct {
 	// address: the validator's privval listener, unix:///path or
 	// tcp://[node_id@]host:port; node_id (40 hex digits) pins the node's
-	// SecretConnection key. Address is the first; a list of several in the
-	// file (nodes of one chain: sentries, a standby) also fills Addresses,
-	// all served with one double-sign state.
-	Address   string
+	// SecretConnection key. The file holds one address, or a list of them
+	// (nodes of one chain: sentries, a standby), all served with one
+	// double-sign state; node i is bridged on port
+	// enclave_tendermint_conn+i.
 	Addresses []string
 	// chain_id: the only chain the enclave signs for.
 	ChainID string
@@ -72,15 +75,19 @@ type Config struct {
 	// sealed_consensus_key_path: the KMS-sealed consensus key.
 	SealedConsensusKeyPath string
 	// sealed_id_key_path: the KMS-sealed SecretConnection identity key;
-	// required for tcp:// addresses, ignored otherwise.
+	// required when an address's transport runs SecretConnection (tcp://),
+	// ignored otherwise.
 	SealedIDKeyPath string
 	// state_file_path: the double-sign state file.
 	StateFilePath string
 	// enclave_config_cid: the enclave's vsock CID (the start command's
 	// --cid flag overrides it).
 	EnclaveConfigCID uint32
-	// enclave_config_port, enclave_state_port, enclave_tendermint_conn:
-	// vsock ports of the config, state and validator channels.
+	// enclave_config_port: the enclave's vsock port for configuration. It
+	// must be DefaultConfigPort: the enclave listens before it has any
+	// configuration, on the port built into its measured image.
+	// enclave_state_port, enclave_tendermint_conn: the host's vsock ports
+	// of the state and validator channels.
 	EnclaveConfigPort     uint32
 	EnclaveStatePort      uint32
 	EnclaveTendermintConn uint32
@@ -268,20 +275,22 @@ func (c *Config) resolvePaths(dir string) {
 // Anchored reports whether the enclave reaches etcd itself.
 func (h *HA) Anchored() bool { return h != nil && h.SealedAnchorPath != "" }
 
-// ValidatorAddresses returns every validator address: Addresses, or just
-// Address when code set Address alone.
-func (c *Config) ValidatorAddresses() []string {
-	if len(c.Addresses) == 0 || c.Addresses[0] != c.Address {
-		return []string{c.Address}
+// NeedsIdentity reports whether an address's transport runs
+// SecretConnection, which takes the sealed identity key.
+func (c *Config) NeedsIdentity() bool {
+	for _, s := range c.Addresses {
+		if a, err := transport.ParseValidator(s); err == nil && a.Scheme.Secret() {
+			return true
+		}
 	}
-	return c.Addresses
+	return false
 }
 
 // Default returns the configuration init writes: tmkms-light's defaults
 // with region, and our settings at their defaults.
 func Default(region string) *Config {
 	return &Config{
-		Address:                defaultAddress,
+		Addresses:              []string{defaultAddress},
 		ChainID:                defaultChainID,
 		SealedConsensusKeyPath: defaultConsensusKeyPath,
 		SealedIDKeyPath:        defaultIDKeyPath,

@@ -21,7 +21,7 @@ func TestSeedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Default("<AWS region to use for KMS>")
-	want.Address = "unix:///tmp/sockets/validator.socket"
+	want.Addresses = []string{"unix:///tmp/sockets/validator.socket"}
 	want.ChainID = "<chain id>"
 	want.SealedConsensusKeyPath = filepath.Join(dir, "secrets/secret.key")
 	want.SealedIDKeyPath = ""
@@ -35,7 +35,7 @@ func TestSeedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = Default("ap-southeast-1")
-	want.Address = "unix:///home/ec2-user/sockets/validator.socket"
+	want.Addresses = []string{"unix:///home/ec2-user/sockets/validator.socket"}
 	want.ChainID = "testnet-croeseid-4"
 	want.SealedConsensusKeyPath = "/home/ec2-user/.tmkms/secrets/secret.key"
 	want.SealedIDKeyPath = ""
@@ -157,6 +157,8 @@ func TestValidation(t *testing.T) {
 		{"enclave_config_port = 0", "enclave_config_port"},
 		{"enclave_state_port = 70000", "enclave_state_port"},
 		{"enclave_log_port = 5555", "enclave_log_port"},
+		{"enclave_config_port = 5051", "enclave_config_port"},
+		{"enclave_state_port = 8000", "enclave_state_port"},
 		{"aws_region = ' '", "aws_region"},
 		{"[credentials]\naws_key_id = 'AKIA'", "credentials.aws_secret_key"},
 		{"[credentials]\naws_secret_key = 's'", "credentials.aws_key_id"},
@@ -226,15 +228,15 @@ func TestAddressList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.ValidatorAddresses(); len(got) != 2 || got[0] != "unix:///a.sock" || c.Address != "unix:///a.sock" {
-		t.Fatalf("addresses %v, address %q", got, c.Address)
+	if got := c.Addresses; len(got) != 2 || got[0] != "unix:///a.sock" {
+		t.Fatalf("addresses %v", got)
 	}
 	out, err := Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	back, err := Parse(out, "")
-	if err != nil || len(back.ValidatorAddresses()) != 2 {
+	if err != nil || len(back.Addresses) != 2 {
 		t.Fatalf("round trip: %v %v\n%s", back, err, out)
 	}
 	for name, bad := range map[string]string{
@@ -244,6 +246,82 @@ func TestAddressList(t *testing.T) {
 	} {
 		if _, err := Parse([]byte(bad+base), ""); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestPortLayout checks that every port the host listens on is distinct,
+// node lists and relay ranges included, and that a collision names both
+// settings.
+func TestPortLayout(t *testing.T) {
+	const nodes = "address = ['unix:///a.sock', 'unix:///b.sock', 'unix:///c.sock']\n"
+	const anchor = "[ha]\nendpoints = ['https://e1:2379', 'https://e2:2379']\ninstance = 'a'\nsealed_anchor_path = 'a'\n"
+	tests := []struct {
+		name, doc string
+		key       string   // the FieldError's key; "" when the layout is valid
+		names     []string // what the message names
+	}{
+		{"defaults with nodes and an anchor", nodes + anchor, "", nil},
+		{"node list reaches the log port", nodes + "enclave_tendermint_conn = 6048\n",
+			"address", []string{"enclave_log_port", "enclave_tendermint_conn+2 (address 3)"}},
+		{"node list reaches the state port", nodes + "enclave_tendermint_conn = 5554\n",
+			"address", []string{"enclave_state_port", "enclave_tendermint_conn+1 (address 2)"}},
+		{"node list reaches the config port", nodes + "enclave_tendermint_conn = 5049\n",
+			"address", []string{"enclave_config_port", "enclave_tendermint_conn+1"}},
+		{"node list reaches the KMS proxy", nodes + "enclave_tendermint_conn = 7999\n",
+			"address", []string{"KMS proxy", "enclave_tendermint_conn+1"}},
+		{"node list past 65535", nodes + "enclave_tendermint_conn = 65534\n",
+			"enclave_tendermint_conn", []string{"one port per address"}},
+		{"log port on the KMS proxy", "enclave_log_port = 8000\n",
+			"enclave_log_port", []string{"KMS proxy", "enclave_log_port"}},
+		{"anchor relays reach a node", nodes + "enclave_tendermint_conn = 7001\n" + anchor,
+			"ha.anchor_port", []string{"enclave_tendermint_conn", "ha.anchor_port+1 (endpoint 2)"}},
+		{"anchor relays on the KMS proxy", anchor + "anchor_port = 7999\n",
+			"ha.anchor_port", []string{"KMS proxy", "ha.anchor_port+1"}},
+		{"config port moved", "enclave_config_port = 5051\n",
+			"enclave_config_port", []string{"must be 5050", "measured image"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := strings.Replace(minimal, "address =", "# address =", 1)
+			if !strings.HasPrefix(tt.doc, "address") {
+				doc = minimal
+			}
+			_, err := Parse([]byte(doc+tt.doc), "")
+			if tt.key == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			fe := findError(err, tt.key, ErrInvalid)
+			if fe == nil {
+				t.Fatalf("err = %v, want ErrInvalid for %s", err, tt.key)
+			}
+			for _, n := range tt.names {
+				if !strings.Contains(fe.Msg, n) {
+					t.Errorf("%q does not name %q", fe.Msg, n)
+				}
+			}
+		})
+	}
+}
+
+// Every key of the table says what value it takes, for type errors.
+func TestKeysDescribed(t *testing.T) {
+	if len(keys) < 30 {
+		t.Fatalf("only %d keys", len(keys))
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if k.name == "" || k.want == "" || seen[k.name] {
+			t.Errorf("key %q: want %q, listed before: %v", k.name, k.want, seen[k.name])
+		}
+		seen[k.name] = true
+	}
+	for _, name := range []string{"address", "ha.lease_ttl", "credentials.aws_secret_key", "credentials", "ha.anchor_port"} {
+		if !seen[name] {
+			t.Errorf("%s is missing", name)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,12 +13,14 @@ import (
 	"github.com/pelletier/go-toml/v2"
 )
 
-// file is tmkms.toml as go-toml sees it. Types follow tmkms-light's
+// file is tmkms.toml as go-toml sees it, and the one list of its keys:
+// the toml tags name them, and the want tags (or the Go types) say what
+// value each takes, for error messages. Types follow tmkms-light's
 // NitroSignOpt (u32 ports), so a value it refuses we refuse too.
 type file struct {
-	Address                any              `toml:"address"` // a string, or a list of strings
+	Address                any              `toml:"address" want:"a string, or a list of strings"`
 	ChainID                string           `toml:"chain_id"`
-	MaxHeight              any              `toml:"max_height"` // tendermint Height: a string; we also take an integer
+	MaxHeight              any              `toml:"max_height" want:"a positive integer, or a string holding one"` // tendermint Height: a string; we also take an integer
 	SealedConsensusKeyPath string           `toml:"sealed_consensus_key_path"`
 	SealedIDKeyPath        string           `toml:"sealed_id_key_path"`
 	StateFilePath          string           `toml:"state_file_path"`
@@ -47,12 +50,12 @@ type fileCredentials struct {
 // absent key takes its default while an explicit lease_ttl = 0 or
 // key_prefix = "" is refused rather than silently replaced.
 type fileHA struct {
-	Endpoints []string `toml:"endpoints"`
+	Endpoints []string `toml:"endpoints" want:"a list of strings (https://host:port)"`
 	CAFile    string   `toml:"ca_file"`
 	CertFile  string   `toml:"cert_file"`
 	KeyFile   string   `toml:"key_file"`
 	KeyPrefix *string  `toml:"key_prefix"`
-	LeaseTTL  *int64   `toml:"lease_ttl"`
+	LeaseTTL  *int64   `toml:"lease_ttl" want:"an integer number of seconds"`
 	Instance  *string  `toml:"instance"`
 	Anchor    string   `toml:"sealed_anchor_path"`
 	Port      *uint32  `toml:"anchor_port"`
@@ -62,46 +65,59 @@ type fileHA struct {
 // tests can stand in for the host.
 var hostname = os.Hostname
 
+// key is one tmkms.toml key, dotted under its table, and the value it
+// takes.
+type key struct{ name, want string }
+
+// keys lists every key in the order of file's fields.
+var keys = keysOf(reflect.TypeFor[file](), "")
+
+func keysOf(t reflect.Type, prefix string) []key {
+	var out []key
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := prefix + f.Tag.Get("toml")
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct {
+			out = append(out, key{name, "a table"})
+			out = append(out, keysOf(ft, name+".")...)
+			continue
+		}
+		want := f.Tag.Get("want")
+		if want == "" {
+			want = wantKind[ft.Kind()]
+		}
+		out = append(out, key{name, want})
+	}
+	return out
+}
+
+// wantKind says what a key of a Go kind takes, unless its want tag does.
+var wantKind = map[reflect.Kind]string{
+	reflect.String: "a string",
+	reflect.Uint32: "an integer from 0 to 4294967295",
+	reflect.Int:    "an integer",
+	reflect.Bool:   "true or false",
+}
+
 // keyType describes the value key expects, for type errors; ok is false
 // for unknown keys.
-func keyType(key string) (want string, ok bool) {
-	switch key {
-	case "address":
-		return "a string, or a list of strings", true
-	case "chain_id", "sealed_consensus_key_path", "sealed_id_key_path",
-		"state_file_path", "aws_region", "credentials.aws_key_id", "credentials.aws_secret_key",
-		"credentials.aws_session_token", "kms_key_id", "protocol_version", "metrics_address", "log_format",
-		"ha.ca_file", "ha.cert_file", "ha.key_file", "ha.key_prefix", "ha.instance", "ha.sealed_anchor_path":
-		return "a string", true
-	case "ha.endpoints":
-		return "a list of strings (https://host:port)", true
-	case "ha.lease_ttl":
-		return "an integer number of seconds", true
-	case "enclave_config_cid", "enclave_config_port", "enclave_state_port", "enclave_tendermint_conn", "enclave_log_port", "ha.anchor_port":
-		return "an integer from 0 to 4294967295", true
-	case "max_height":
-		return "a positive integer, or a string holding one", true
-	case "max_message_size":
-		return "an integer", true
-	case "allow_missing_state":
-		return "true or false", true
-	case "credentials", "ha":
-		return "a table", true
+func keyType(name string) (want string, ok bool) {
+	for _, k := range keys {
+		if k.name == name {
+			return k.want, true
+		}
 	}
 	return "", false
 }
 
-// knownKeys lists every key, for typo suggestions.
-func knownKeys() []string {
-	return []string{
-		"address", "chain_id", "max_height", "sealed_consensus_key_path", "sealed_id_key_path",
-		"state_file_path", "enclave_config_cid", "enclave_config_port", "enclave_state_port",
-		"enclave_tendermint_conn", "enclave_log_port", "aws_region", "credentials",
-		"credentials.aws_key_id", "credentials.aws_secret_key", "credentials.aws_session_token",
-		"kms_key_id", "protocol_version", "max_message_size", "metrics_address", "log_format",
-		"allow_missing_state", "ha", "ha.endpoints", "ha.ca_file", "ha.cert_file", "ha.key_file",
-		"ha.key_prefix", "ha.lease_ttl", "ha.instance", "ha.sealed_anchor_path", "ha.anchor_port",
-	}
+// isTable reports whether name is a table of tmkms.toml.
+func isTable(name string) bool {
+	want, _ := keyType(name)
+	return want == "a table"
 }
 
 // decode parses data into a Config with defaults for absent keys.
@@ -133,12 +149,7 @@ func decode(data []byte) (*Config, error) {
 		return nil, err
 	}
 	c := f.config(h)
-	if len(addrs) > 0 {
-		c.Address = addrs[0]
-	}
-	if len(addrs) > 1 {
-		c.Addresses = addrs
-	}
+	c.Addresses = addrs
 	return c, nil
 }
 
@@ -295,7 +306,7 @@ func precheck(data []byte) error {
 			unknown = append(unknown, quoteKey(k))
 			reported += reports(v, maxUnknownKeys)
 		}
-		if table, ok := v.(map[string]any); ok && (k == "credentials" || k == "ha") {
+		if table, ok := v.(map[string]any); ok && isTable(k) {
 			for tk, tv := range table {
 				if _, ok := keyType(k + "." + tk); !ok {
 					unknown = append(unknown, k+"."+quoteKey(tk))
@@ -398,9 +409,9 @@ func inCredentials(data []byte, line int) bool {
 // suggest returns the known key closest to key if it is a likely typo.
 func suggest(key string) string {
 	best, bestDist := "", 3
-	for _, k := range knownKeys() {
-		if d := distance(key, k); d < bestDist {
-			best, bestDist = k, d
+	for _, k := range keys {
+		if d := distance(key, k.name); d < bestDist {
+			best, bestDist = k.name, d
 		}
 	}
 	return best

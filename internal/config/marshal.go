@@ -23,10 +23,10 @@ func Marshal(c *Config) ([]byte, error) {
 	w.blank()
 	w.comment("The validator's privval listener: unix:///path, or tcp://[node_id@]host:port for a remote node")
 	w.comment("(node_id pins its SecretConnection key). Must match priv_validator_laddr in the node's config.toml.")
-	if len(c.Addresses) > 1 {
-		w.list("address", c.Addresses)
+	if len(c.Addresses) == 1 {
+		w.str("address", c.Addresses[0])
 	} else {
-		w.str("address", c.Address)
+		w.list("address", c.Addresses)
 	}
 	w.comment("The only chain the enclave signs for.")
 	w.str("chain_id", c.ChainID)
@@ -47,7 +47,8 @@ func Marshal(c *Config) ([]byte, error) {
 	w.line("allow_missing_state = %t", c.AllowMissingState)
 	w.blank()
 	w.comment("The enclave's vsock CID (the --cid flag overrides it) and the vsock ports of the config,")
-	w.comment("state, validator and log channels.")
+	w.comment("state, validator and log channels. The config port is built into the enclave image: it must be")
+	w.comment(fmt.Sprintf("%d. A list of addresses takes validator ports enclave_tendermint_conn, +1, and so on.", DefaultConfigPort))
 	w.line("enclave_config_cid = %d", c.EnclaveConfigCID)
 	w.line("enclave_config_port = %d", c.EnclaveConfigPort)
 	w.line("enclave_state_port = %d", c.EnclaveStatePort)

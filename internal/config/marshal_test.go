@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 func fullConfig() *Config {
 	c := withCredentials()
-	c.Address = "tcp://0123456789abcdef0123456789abcdef01234567@10.0.0.2:26659"
+	c.Addresses = []string{"tcp://0123456789abcdef0123456789abcdef01234567@10.0.0.2:26659"}
 	c.ChainID = "it's-a-chain\t\"quoted\""
 	c.MaxHeight = 25000000
 	c.KMSKeyID = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"

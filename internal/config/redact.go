@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 
@@ -14,10 +13,16 @@ import (
 // %#v, %s, slog or json output of either shows the secret key or token.
 // KeyID is an identifier, not a secret, and is shown.
 
-// String returns the credentials with the secret key and token redacted.
-func (c Credentials) String() string {
-	return fmt.Sprintf("{KeyID:%q SecretKey:%q SessionToken:%q}", c.KeyID, redact.Secret(c.SecretKey), redact.Secret(c.SessionToken))
+func (c Credentials) fields() redact.Fields {
+	return redact.Fields{
+		{Key: "aws_key_id", Value: c.KeyID},
+		{Key: "aws_secret_key", Value: c.SecretKey, Secret: true},
+		{Key: "aws_session_token", Value: c.SessionToken, Secret: true},
+	}
 }
+
+// String returns the credentials with the secret key and token redacted.
+func (c Credentials) String() string { return c.fields().String() }
 
 // GoString is String for %#v.
 func (c Credentials) GoString() string { return "config.Credentials" + c.String() }
@@ -26,23 +31,11 @@ func (c Credentials) GoString() string { return "config.Credentials" + c.String(
 func (c Credentials) Format(f fmt.State, verb rune) { redact.Format(f, verb, c) }
 
 // LogValue implements slog.LogValuer.
-func (c Credentials) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("aws_key_id", c.KeyID),
-		slog.String("aws_secret_key", redact.Secret(c.SecretKey)),
-		slog.String("aws_session_token", redact.Secret(c.SessionToken)),
-	)
-}
+func (c Credentials) LogValue() slog.Value { return c.fields().LogValue() }
 
 // MarshalJSON is redacted; it exists so that logging a Config as JSON
 // cannot leak.
-func (c Credentials) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]string{
-		"aws_key_id":        c.KeyID,
-		"aws_secret_key":    redact.Secret(c.SecretKey),
-		"aws_session_token": redact.Secret(c.SessionToken),
-	})
-}
+func (c Credentials) MarshalJSON() ([]byte, error) { return c.fields().MarshalJSON() }
 
 // String prints the [ha] settings. HA holds no secret (key_file is a
 // path, not the key); without String, Config's output would show the

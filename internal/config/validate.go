@@ -8,25 +8,20 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
 
 // Validate checks every setting and returns all problems, joined. Each is
 // a *FieldError wrapping ErrInvalid and naming its key.
 func (c *Config) Validate() error {
 	v := validator{}
-	addrs := c.ValidatorAddresses()
-	scheme := ""
-	for _, a := range addrs {
-		if v.address(a) == "tcp" {
-			scheme = "tcp"
-		}
-	}
-	v.check("address", len(addrs) <= MaxAddresses, "lists %d nodes, at most %d are served", len(addrs), MaxAddresses)
+	v.addresses(c.Addresses)
 	v.check("chain_id", c.ChainID != "", "must not be empty")
 	v.check("chain_id", len(c.ChainID) <= MaxChainIDLen, "is %d bytes, CometBFT allows at most %d", len(c.ChainID), MaxChainIDLen)
 	v.check("max_height", c.MaxHeight >= 0, "must not be negative")
 	v.path("sealed_consensus_key_path", c.SealedConsensusKeyPath, true)
-	v.path("sealed_id_key_path", c.SealedIDKeyPath, scheme == "tcp")
+	v.path("sealed_id_key_path", c.SealedIDKeyPath, c.NeedsIdentity())
 	v.path("state_file_path", c.StateFilePath, true)
 	// Nitro gives enclaves CIDs from 4 up; 0-3 are the hypervisor, the
 	// loopback, the host and the parent, and 2^32-1 is VMADDR_CID_ANY.
@@ -55,37 +50,15 @@ func (v *validator) check(key string, ok bool, format string, args ...any) {
 	}
 }
 
-// address checks the validator address and returns its scheme.
-func (v *validator) address(a string) string {
-	const want = "want unix:///path or tcp://[node_id@]host:port"
-	scheme, rest, ok := strings.Cut(a, "://")
-	switch {
-	case !ok:
-		v.check("address", false, "%q has no scheme; %s", a, want)
-	case scheme == "unix":
-		v.check("address", strings.HasPrefix(rest, "/") && !strings.ContainsRune(rest, 0),
-			"%q must name an absolute socket path (unix:///path)", a)
-	case scheme == "tcp":
-		v.tcpAddress(a, rest)
-	default:
-		v.check("address", false, "scheme %q is not supported; %s", scheme, want)
+// addresses checks the validator addresses.
+func (v *validator) addresses(addrs []string) {
+	v.check("address", len(addrs) > 0, "must name the validator's privval listener")
+	v.check("address", len(addrs) <= MaxAddresses, "lists %d nodes, at most %d are served", len(addrs), MaxAddresses)
+	for _, s := range addrs {
+		if _, err := transport.ParseValidator(s); err != nil {
+			v.check("address", false, "%s", strings.TrimPrefix(err.Error(), "transport: "))
+		}
 	}
-	return scheme
-}
-
-func (v *validator) tcpAddress(a, rest string) {
-	if id, hostport, ok := strings.Cut(rest, "@"); ok {
-		v.check("address", len(id) == 40 && strings.Trim(strings.ToLower(id), "0123456789abcdef") == "",
-			"node id %q must be 40 hex digits (the node's `cometbft show-node-id`)", id)
-		rest = hostport
-	}
-	host, port, err := net.SplitHostPort(rest)
-	if err != nil {
-		v.check("address", false, "%q is not tcp://[node_id@]host:port", a)
-		return
-	}
-	v.check("address", host != "", "%q has no host", a)
-	v.check("address", validPort(port), "port %q must be from 1 to 65535", port)
 }
 
 func (v *validator) path(key, p string, required bool) {
@@ -93,30 +66,48 @@ func (v *validator) path(key, p string, required bool) {
 	v.check(key, !strings.ContainsRune(p, 0), "must not contain a NUL byte")
 }
 
-// ports checks the vsock ports. They are u32 like tmkms-light's, but kept
-// to 1..65535, which every transport (vsock, and TCP in tests) can carry.
-// The host listens on three of them and local mode maps all four to
-// sockets in one directory, so they must be distinct.
+// ports checks the port layout. Ports are u32 like tmkms-light's, but
+// kept to 1..65535, which every transport (vsock, and unix sockets named
+// by port in local mode) can carry. The host listens on the state and log
+// ports, on one validator port per address, on one relay port per etcd
+// endpoint with an anchor, and on the KMS proxy's, so no two of them may
+// be one port. The config port is the enclave's own, but is kept apart
+// too, so that one number names one channel.
 func (v *validator) ports(c *Config) {
-	seen := map[uint32]string{}
-	for _, p := range []struct {
-		key  string
-		port uint32
-	}{
-		{"enclave_config_port", c.EnclaveConfigPort},
-		{"enclave_state_port", c.EnclaveStatePort},
-		{"enclave_tendermint_conn", c.EnclaveTendermintConn},
-		{"enclave_log_port", c.EnclaveLogPort},
-	} {
-		v.check(p.key, p.port >= 1 && p.port <= 65535, "must be from 1 to 65535, got %d", p.port)
-		if other, dup := seen[p.port]; dup {
-			v.check(p.key, false, "port %d is already used by %s", p.port, other)
+	v.check("enclave_config_port", c.EnclaveConfigPort == DefaultConfigPort,
+		"must be %d, got %d: the enclave listens for its configuration before it has one, on the port built into its measured image", DefaultConfigPort, c.EnclaveConfigPort)
+	// key is the setting a collision is reported against, name the port
+	// as the message shows it.
+	type use struct {
+		key, name string
+		port      uint32
+	}
+	uses := []use{
+		{"enclave_config_port", "enclave_config_port", c.EnclaveConfigPort},
+		{"enclave_state_port", "enclave_state_port", c.EnclaveStatePort},
+		{"enclave_log_port", "enclave_log_port", c.EnclaveLogPort},
+		{"enclave_tendermint_conn", "enclave_tendermint_conn", c.EnclaveTendermintConn},
+	}
+	for _, u := range uses[1:] { // the config port has but one valid value
+		v.check(u.key, u.port >= 1 && u.port <= 65535, "must be from 1 to 65535, got %d", u.port)
+	}
+	v.check("enclave_tendermint_conn", int(c.EnclaveTendermintConn)+len(c.Addresses) <= 65536,
+		"must leave room for one port per address below 65536, got %d", c.EnclaveTendermintConn)
+	for i := 1; i < len(c.Addresses); i++ {
+		uses = append(uses, use{"address", fmt.Sprintf("enclave_tendermint_conn+%d (address %d)", i, i+1), c.EnclaveTendermintConn + uint32(i)})
+	}
+	if h := c.HA; h.Anchored() {
+		for i := range h.Endpoints {
+			uses = append(uses, use{"ha.anchor_port", fmt.Sprintf("ha.anchor_port+%d (endpoint %d)", i, i+1), h.AnchorPort + uint32(i)})
 		}
-		seen[p.port] = p.key
-		if h := c.HA; h.Anchored() {
-			v.check(p.key, p.port < h.AnchorPort || p.port >= h.AnchorPort+uint32(len(h.Endpoints)),
-				"port %d is in the anchor's relay ports (ha.anchor_port %d, one per endpoint)", p.port, h.AnchorPort)
+	}
+	seen := map[uint32]use{KMSProxyPort: {"", fmt.Sprintf("the KMS proxy's port (%d, fixed)", KMSProxyPort), KMSProxyPort}}
+	for _, u := range uses {
+		if other, dup := seen[u.port]; dup {
+			v.check(u.key, false, "port %d is both %s and %s", u.port, other.name, u.name)
+			continue
 		}
+		seen[u.port] = u
 	}
 }
 

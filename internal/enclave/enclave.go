@@ -195,11 +195,6 @@ func (e *Enclave) handle(ctx context.Context, m enclaveproto.Message) enclavepro
 		return answer(e.sealAnchor(rctx, m))
 	case *enclaveproto.Configure:
 		return answer(e.configure(rctx, m))
-	case *enclaveproto.UpdateCredentials:
-		if err := e.creds.Set(awsCreds(m.Credentials)); err != nil {
-			return errorAnswer(err)
-		}
-		return &enclaveproto.Ack{}
 	}
 	return &enclaveproto.Error{Code: enclaveproto.CodeBadRequest, Message: fmt.Sprintf("%s is not a configuration request", m.Type())}
 }

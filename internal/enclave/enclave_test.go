@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -86,25 +87,22 @@ func stallingHeader() []byte {
 	return h
 }
 
-var testCreds = &enclaveproto.UpdateCredentials{Credentials: enclaveproto.Credentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "not-a-secret"}}
-
-// updateCredentials asks the enclave on a new connection to take new
-// credentials; nil means it answered Ack.
-func updateCredentials(ctx context.Context, dial func() (net.Conn, error)) error {
+// ping sends the enclave, on a new connection, a message that is no
+// configuration request; nil means it answered that it is not.
+func ping(ctx context.Context, dial func() (net.Conn, error)) error {
 	nc, err := dial()
 	if err != nil {
 		return err
 	}
-	c := enclaveproto.NewConn(nc, enclaveproto.MaxPayload(enclaveproto.TypeAck))
+	c := enclaveproto.NewConn(nc, enclaveproto.MaxPayload(enclaveproto.TypeError))
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	m, err := c.Call(ctx, testCreds)
-	if err != nil {
-		return err
+	_, err = c.Call(ctx, &enclaveproto.Ack{})
+	if perr := (*enclaveproto.Error)(nil); errors.As(err, &perr) && perr.Code == enclaveproto.CodeBadRequest {
+		return nil
 	}
-	_, err = enclaveproto.Expect[*enclaveproto.Ack](m)
-	return err
+	return fmt.Errorf("answer to a non-request: %v, want a %s error", err, enclaveproto.CodeBadRequest)
 }
 
 // eventually polls cond until it holds or timeout passes, and returns its
@@ -184,8 +182,8 @@ func TestRunBoundsConfigConnections(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	if err := eventually(10*time.Second, func() error { return updateCredentials(t.Context(), dial) }); err != nil {
-		t.Errorf("after the flood ended, UpdateCredentials on a fresh connection: %v", err)
+	if err := eventually(10*time.Second, func() error { return ping(t.Context(), dial) }); err != nil {
+		t.Errorf("after the flood ended, a fresh connection: %v", err)
 	}
 
 	stop()
@@ -281,12 +279,12 @@ func TestRunDropsStalledConfigConnections(t *testing.T) {
 					}
 				}
 				synctest.Wait()
-				if err := updateCredentials(t.Context(), ln.dial); err == nil {
+				if err := ping(t.Context(), ln.dial); err == nil {
 					t.Errorf("a connection beyond %d stalled ones was served", maxConfigConns)
 				}
 				time.Sleep(c.held + time.Second)
 				synctest.Wait()
-				if err := updateCredentials(t.Context(), ln.dial); err != nil {
+				if err := ping(t.Context(), ln.dial); err != nil {
 					t.Errorf("%s after the stalled connections should have been dropped: %v", c.held+time.Second, err)
 				}
 				stop()

@@ -111,7 +111,7 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 		e.log.Info("logs now go to the configured host port", "port", c.LogPort)
 	}
 	for _, a := range addrs {
-		if a.Scheme == "tcp" && a.NodeID == "" {
+		if a.Scheme.Secret() && a.NodeID == "" {
 			e.log.Warn("the validator's identity is not pinned (no node_id@ in the address): any peer the host connects us to is accepted", "address", a.String())
 		}
 	}
@@ -121,7 +121,7 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	}
 	s := signer.New(key, c.ChainID, last, store, opts)
 	e.session = e.serve(s, c, resp, dialect, addrs, identity)
-	e.log.Info("configured: signing", "chain_id", c.ChainID, "validator", c.Address, "protocol", dialect.String(),
+	e.log.Info("configured: signing", "chain_id", c.ChainID, "validators", c.Addresses, "protocol", dialect.String(),
 		"consensus_pubkey", fmt.Sprintf("%X", resp.ConsensusPubKey), "state", last.HRS(), "anchored", anchored)
 	return resp, nil
 }
@@ -226,24 +226,20 @@ func (e *Enclave) serve(s *signer.Signer, c *enclaveproto.Configure, resp *encla
 	return sess
 }
 
-// validatorAddrs parses the validator addresses and says whether any is
-// tcp:// (which needs the identity key).
+// validatorAddrs parses the validator addresses and says whether any
+// needs the identity key.
 func validatorAddrs(c *enclaveproto.Configure) ([]transport.Addr, bool, error) {
-	list := c.Addresses
-	if len(list) == 0 {
-		list = []string{c.Address}
-	}
 	var out []transport.Addr
-	tcp := false
-	for _, s := range list {
-		a, err := transport.ParseAddr(s)
-		if err != nil || (a.Scheme != "unix" && a.Scheme != "tcp") {
-			return nil, false, fmt.Errorf("%w: validator address %q must be unix:// or tcp://", errBadConfig, s)
+	secret := false
+	for _, s := range c.Addresses {
+		a, err := transport.ParseValidator(s)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: %w", errBadConfig, err)
 		}
-		tcp = tcp || a.Scheme == "tcp"
+		secret = secret || a.Scheme.Secret()
 		out = append(out, a)
 	}
-	return out, tcp, nil
+	return out, secret, nil
 }
 
 // validatorDialer reaches the validator through the host's bridge; for
@@ -251,7 +247,7 @@ func validatorAddrs(c *enclaveproto.Configure) ([]transport.Addr, bool, error) {
 func (e *Enclave) validatorDialer(addr transport.Addr, port uint32, identity ed25519.PrivateKey) privval.Dialer {
 	return func(ctx context.Context) (net.Conn, error) {
 		c, err := e.p.DialHost(ctx, port)
-		if err != nil || addr.Scheme != "tcp" {
+		if err != nil || !addr.Scheme.Secret() {
 			return c, err
 		}
 		return transport.Secure(ctx, c, identity, addr.NodeID)

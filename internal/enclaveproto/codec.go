@@ -13,21 +13,20 @@ type Type uint8
 // Message type codes. The high nibble names the channel: 0x0_ any channel,
 // 0x1_ config, 0x2_ state, 0x3_ log. Codes are never reused.
 const (
-	TypeError             Type = 0x01
-	TypeAck               Type = 0x02
-	TypeConfigure         Type = 0x10
-	TypeConfigured        Type = 0x11
-	TypeGenerateKey       Type = 0x12
-	TypeImportKey         Type = 0x13
-	TypeGeneratedKey      Type = 0x14
-	TypeUpdateCredentials Type = 0x15
-	TypeSealAnchor        Type = 0x16
-	TypeStateSnapshot     Type = 0x20
-	TypePersistState      Type = 0x21
-	TypeStateAck          Type = 0x22
-	TypeCommitDecision    Type = 0x23
-	TypeCommitResult      Type = 0x24
-	TypeLogRecord         Type = 0x30
+	TypeError          Type = 0x01
+	TypeAck            Type = 0x02
+	TypeConfigure      Type = 0x10
+	TypeConfigured     Type = 0x11
+	TypeGenerateKey    Type = 0x12
+	TypeImportKey      Type = 0x13
+	TypeGeneratedKey   Type = 0x14
+	TypeSealAnchor     Type = 0x16
+	TypeStateSnapshot  Type = 0x20
+	TypePersistState   Type = 0x21
+	TypeStateAck       Type = 0x22
+	TypeCommitDecision Type = 0x23
+	TypeCommitResult   Type = 0x24
+	TypeLogRecord      Type = 0x30
 )
 
 // newMessage returns a zero message of type t to decode into.
@@ -47,8 +46,6 @@ func newMessage(t Type) (Message, bool) {
 		return new(ImportKey), true
 	case TypeGeneratedKey:
 		return new(GeneratedKey), true
-	case TypeUpdateCredentials:
-		return new(UpdateCredentials), true
 	case TypeSealAnchor:
 		return new(SealAnchor), true
 	case TypeStateSnapshot:
@@ -84,8 +81,6 @@ func (t Type) String() string {
 		return "ImportKey"
 	case TypeGeneratedKey:
 		return "GeneratedKey"
-	case TypeUpdateCredentials:
-		return "UpdateCredentials"
 	case TypeSealAnchor:
 		return "SealAnchor"
 	case TypeStateSnapshot:

@@ -65,7 +65,7 @@ func TestCallWrongID(t *testing.T) {
 	go serve(t, enclave, func(_ Message, id uint64) (Message, uint64) {
 		return &Ack{}, id + 1
 	})
-	if _, err := host.Call(t.Context(), &UpdateCredentials{Credentials: testCredentials()}); !errors.Is(err, ErrMalformed) {
+	if _, err := host.Call(t.Context(), &GenerateKey{Purpose: PurposeConsensus, Credentials: testCredentials()}); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("Call = %v, want ErrMalformed", err)
 	}
 }

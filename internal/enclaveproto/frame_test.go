@@ -169,7 +169,7 @@ func TestWriteRefuses(t *testing.T) {
 		want error
 	}{
 		{"invalid", &ImportKey{Purpose: PurposeConsensus, Seed: make([]byte, 16)}, ErrMalformed},
-		{"half credentials", &UpdateCredentials{Credentials: Credentials{AccessKeyID: "AKIA"}}, ErrMalformed},
+		{"half credentials", &GenerateKey{Purpose: PurposeConsensus, Credentials: Credentials{AccessKeyID: "AKIA"}}, ErrMalformed},
 		{"too many attrs", &LogRecord{Attrs: make([]Attr, MaxLogAttrs+1)}, ErrMalformed},
 		{"over type limit", &LogRecord{Message: strings.Repeat("x", MaxLogPayload)}, ErrTooLarge},
 		{"state over limit", &PersistState{Record: make([]byte, MaxStatePayload)}, ErrTooLarge},

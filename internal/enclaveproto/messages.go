@@ -53,10 +53,10 @@ const (
 // is Configured or Error.
 type Configure struct {
 	ChainID string `cbor:"chain_id"`
-	Address string `cbor:"address"` // validator address: unix:///… or tcp://[node_id@]host:port
-	// Addresses, when set, lists every validator node (Address first); node
-	// i is reached through host port ValidatorPort+i. One guard serves all.
-	Addresses          []string    `cbor:"addresses,omitempty"`
+	// Addresses lists every validator node (unix:///… or
+	// tcp://[node_id@]host:port); node i is reached through host port
+	// ValidatorPort+i. One guard serves all.
+	Addresses          []string    `cbor:"addresses"`
 	ProtocolVersion    string      `cbor:"protocol_version"`
 	MaxMessageSize     uint32      `cbor:"max_message_size"`
 	MaxHeight          int64       `cbor:"max_height"` // 0: no limit
@@ -149,12 +149,6 @@ type GeneratedKey struct {
 	Attestation []byte `cbor:"attestation"` // NSM document binding PubKey; empty if none
 }
 
-// UpdateCredentials (host→enclave, config channel) replaces the AWS
-// credentials before they expire. The answer is Ack or Error.
-type UpdateCredentials struct {
-	Credentials Credentials `cbor:"credentials"`
-}
-
 // Ack is the empty success answer.
 type Ack struct{}
 
@@ -231,25 +225,23 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("enclaveproto: peer error %s: %s", e.Code, e.Message)
 }
 
-func (*Configure) Type() Type         { return TypeConfigure }
-func (*Configured) Type() Type        { return TypeConfigured }
-func (*GenerateKey) Type() Type       { return TypeGenerateKey }
-func (*ImportKey) Type() Type         { return TypeImportKey }
-func (*GeneratedKey) Type() Type      { return TypeGeneratedKey }
-func (*UpdateCredentials) Type() Type { return TypeUpdateCredentials }
-func (*SealAnchor) Type() Type        { return TypeSealAnchor }
-func (*Ack) Type() Type               { return TypeAck }
-func (*StateSnapshot) Type() Type     { return TypeStateSnapshot }
-func (*PersistState) Type() Type      { return TypePersistState }
-func (*StateAck) Type() Type          { return TypeStateAck }
-func (*CommitDecision) Type() Type    { return TypeCommitDecision }
-func (*CommitResult) Type() Type      { return TypeCommitResult }
-func (*LogRecord) Type() Type         { return TypeLogRecord }
-func (*Error) Type() Type             { return TypeError }
+func (*Configure) Type() Type      { return TypeConfigure }
+func (*Configured) Type() Type     { return TypeConfigured }
+func (*GenerateKey) Type() Type    { return TypeGenerateKey }
+func (*ImportKey) Type() Type      { return TypeImportKey }
+func (*GeneratedKey) Type() Type   { return TypeGeneratedKey }
+func (*SealAnchor) Type() Type     { return TypeSealAnchor }
+func (*Ack) Type() Type            { return TypeAck }
+func (*StateSnapshot) Type() Type  { return TypeStateSnapshot }
+func (*PersistState) Type() Type   { return TypePersistState }
+func (*StateAck) Type() Type       { return TypeStateAck }
+func (*CommitDecision) Type() Type { return TypeCommitDecision }
+func (*CommitResult) Type() Type   { return TypeCommitResult }
+func (*LogRecord) Type() Type      { return TypeLogRecord }
+func (*Error) Type() Type          { return TypeError }
 
-func (c *Configure) normalize()         { c.Credentials.normalize() }
-func (g *GenerateKey) normalize()       { g.Credentials.normalize() }
-func (i *ImportKey) normalize()         { i.Credentials.normalize() }
-func (u *UpdateCredentials) normalize() { u.Credentials.normalize() }
-func (a *SealAnchor) normalize()        { a.Credentials.normalize() }
-func (l *LogRecord) normalize()         { l.Time = l.Time.UTC() }
+func (c *Configure) normalize()   { c.Credentials.normalize() }
+func (g *GenerateKey) normalize() { g.Credentials.normalize() }
+func (i *ImportKey) normalize()   { i.Credentials.normalize() }
+func (a *SealAnchor) normalize()  { a.Credentials.normalize() }
+func (l *LogRecord) normalize()   { l.Time = l.Time.UTC() }

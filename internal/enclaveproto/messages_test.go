@@ -51,24 +51,24 @@ func samples() []struct {
 		msg  Message
 	}{
 		{"configure", 1, &Configure{
-			ChainID: "testnet-croeseid-4", Address: "unix:///home/ec2-user/sockets/validator.socket",
+			ChainID: "testnet-croeseid-4", Addresses: []string{"unix:///home/ec2-user/sockets/validator.socket"},
 			ProtocolVersion: "auto", MaxMessageSize: 65536, MaxHeight: 0, Region: "ap-southeast-1",
 			KMSKeyID:           "arn:aws:kms:ap-southeast-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 			SealedConsensusKey: seq(48, 0x10), Credentials: creds,
 			StatePort: 5555, ValidatorPort: 5000, LogPort: 6050,
 		}},
 		{"configure-ha", 9, &Configure{
-			ChainID: "crypto-org-chain-mainnet-1", Address: "unix:///run/validator.socket",
+			ChainID: "crypto-org-chain-mainnet-1", Addresses: []string{"unix:///run/validator.socket"},
 			ProtocolVersion: "auto", MaxMessageSize: 65536, Region: "ap-southeast-1",
 			SealedConsensusKey: seq(48, 0x10), HAInstance: "signer-b",
 		}},
 		{"configure-anchor", 10, &Configure{
-			ChainID: "crypto-org-chain-mainnet-1", Address: "unix:///run/validator.socket",
+			ChainID: "crypto-org-chain-mainnet-1", Addresses: []string{"unix:///run/validator.socket"},
 			ProtocolVersion: "auto", MaxMessageSize: 65536, Region: "ap-southeast-1",
 			SealedConsensusKey: seq(48, 0x10), HAInstance: "signer-b", SealedAnchor: seq(64, 0x50), AnchorPort: 7000,
 		}},
 		{"configure-tcp", 2, &Configure{
-			ChainID: "cosmoshub-4", Address: "tcp://0123456789abcdef0123456789abcdef01234567@10.0.0.2:26659",
+			ChainID: "cosmoshub-4", Addresses: []string{"tcp://0123456789abcdef0123456789abcdef01234567@10.0.0.2:26659"},
 			ProtocolVersion: "v0.38", MaxMessageSize: 1 << 20, MaxHeight: 25000000, Region: "us-east-1",
 			SealedConsensusKey: seq(48, 0x10), SealedIdentityKey: seq(48, 0x40),
 		}},
@@ -81,7 +81,6 @@ func samples() []struct {
 			Username: "tmkms-signer", Password: SecretBytes("correct horse"), Prefix: "/tmkms-nitro/", Nonce: seq(16, 0x70)}},
 		{"import-key", 4, &ImportKey{Region: "ap-southeast-1", KMSKeyID: "alias/tmkms", Credentials: creds, Purpose: PurposeIdentity, Seed: seq(32, 0)}},
 		{"generated-key", 3, &GeneratedKey{SealedKey: seq(48, 0x10), PubKey: seq(32, 0xa0), Attestation: seq(40, 0x80)}},
-		{"update-credentials", 5, &UpdateCredentials{Credentials: creds}},
 		{"ack", 5, &Ack{}},
 		{"state-snapshot", 0, &StateSnapshot{Record: seq(64, 0x20), Height: 1234567, Round: 2, Step: 3}},
 		{"state-snapshot-missing", 0, &StateSnapshot{Missing: true}},

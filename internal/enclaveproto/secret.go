@@ -36,11 +36,17 @@ func (c Credentials) expiration() string {
 	return c.Expiration.UTC().Format(time.RFC3339)
 }
 
-// String returns the credentials with the secret and token redacted.
-func (c Credentials) String() string {
-	return fmt.Sprintf("{AccessKeyID:%q SecretAccessKey:%q SessionToken:%q Expiration:%s}",
-		c.AccessKeyID, redact.Secret(c.SecretAccessKey), redact.Secret(c.SessionToken), c.expiration())
+func (c Credentials) fields() redact.Fields {
+	return redact.Fields{
+		{Key: "access_key_id", Value: c.AccessKeyID},
+		{Key: "secret_access_key", Value: c.SecretAccessKey, Secret: true},
+		{Key: "session_token", Value: c.SessionToken, Secret: true},
+		{Key: "expiration", Value: c.expiration()},
+	}
 }
+
+// String returns the credentials with the secret and token redacted.
+func (c Credentials) String() string { return c.fields().String() }
 
 // GoString is String for %#v.
 func (c Credentials) GoString() string { return "enclaveproto.Credentials" + c.String() }
@@ -49,25 +55,11 @@ func (c Credentials) GoString() string { return "enclaveproto.Credentials" + c.S
 func (c Credentials) Format(f fmt.State, verb rune) { redact.Format(f, verb, c) }
 
 // LogValue implements slog.LogValuer.
-func (c Credentials) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("access_key_id", c.AccessKeyID),
-		slog.String("secret_access_key", redact.Secret(c.SecretAccessKey)),
-		slog.String("session_token", redact.Secret(c.SessionToken)),
-		slog.String("expiration", c.expiration()),
-	)
-}
+func (c Credentials) LogValue() slog.Value { return c.fields().LogValue() }
 
 // MarshalJSON exists only so that logging an enclosing message as JSON
 // cannot leak; the JSON is redacted and not meant to be read back.
-func (c Credentials) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]string{
-		"access_key_id":     c.AccessKeyID,
-		"secret_access_key": redact.Secret(c.SecretAccessKey),
-		"session_token":     redact.Secret(c.SessionToken),
-		"expiration":        c.expiration(),
-	})
-}
+func (c Credentials) MarshalJSON() ([]byte, error) { return c.fields().MarshalJSON() }
 
 func (c *Credentials) normalize() { c.Expiration = c.Expiration.UTC() }
 
@@ -120,11 +112,6 @@ func (g GenerateKey) Format(f fmt.State, verb rune) {
 func (i ImportKey) Format(f fmt.State, verb rune) {
 	type plain ImportKey
 	formatRedacted(f, verb, "ImportKey", plain(i))
-}
-
-func (u UpdateCredentials) Format(f fmt.State, verb rune) {
-	type plain UpdateCredentials
-	formatRedacted(f, verb, "UpdateCredentials", plain(u))
 }
 
 // formatRedacted prints v with %v, or %+v for %+v and %#v; every other

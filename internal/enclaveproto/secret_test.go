@@ -17,17 +17,16 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	seed := bytes.Repeat([]byte{0x5e}, SeedSize)
 	imp := &ImportKey{Region: "r", Purpose: PurposeConsensus, Credentials: creds, Seed: seed}
 	values := map[string]any{
-		"credentials":        creds,
-		"*credentials":       &creds,
-		"configure":          &Configure{ChainID: "c", Credentials: creds},
-		"configure value":    Configure{ChainID: "c", Credentials: creds},
-		"generate key":       &GenerateKey{Credentials: creds},
-		"import key":         imp,
-		"import key value":   *imp,
-		"update credentials": &UpdateCredentials{Credentials: creds},
-		"secret bytes":       SecretBytes(seed),
-		"message as iface":   Message(imp),
-		"slice of messages":  []Message{imp, &UpdateCredentials{Credentials: creds}},
+		"credentials":       creds,
+		"*credentials":      &creds,
+		"configure":         &Configure{ChainID: "c", Credentials: creds},
+		"configure value":   Configure{ChainID: "c", Credentials: creds},
+		"generate key":      &GenerateKey{Credentials: creds},
+		"import key":        imp,
+		"import key value":  *imp,
+		"secret bytes":      SecretBytes(seed),
+		"message as iface":  Message(imp),
+		"slice of messages": []Message{imp, &GenerateKey{Credentials: creds}},
 	}
 	secrets := []string{
 		testSecret, testToken,
@@ -55,11 +54,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 
 func TestCredentialsString(t *testing.T) {
 	got := testCredentials().String()
-	want := `{AccessKeyID:"ASIAEXAMPLEKEYID0001" SecretAccessKey:"REDACTED" SessionToken:"REDACTED" Expiration:2026-11-25T06:00:00Z}`
+	want := `{access_key_id:"ASIAEXAMPLEKEYID0001" secret_access_key:"REDACTED" session_token:"REDACTED" expiration:"2026-11-25T06:00:00Z"}`
 	if got != want {
 		t.Errorf("String() = %s, want %s", got, want)
 	}
-	if got := (Credentials{}).String(); !strings.Contains(got, `SecretAccessKey:""`) {
+	if got := (Credentials{}).String(); !strings.Contains(got, `secret_access_key:""`) {
 		t.Errorf("empty credentials print as %s; an unset secret should show as empty", got)
 	}
 }

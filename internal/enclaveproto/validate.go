@@ -6,10 +6,8 @@ func (c *Configure) validate() error {
 	switch {
 	case c.ChainID == "" || len(c.ChainID) > MaxChainID:
 		return invalid("chain_id must be 1 to %d bytes, got %d", MaxChainID, len(c.ChainID))
-	case c.Address == "":
-		return invalid("address is empty")
-	case len(c.Addresses) > MaxAddresses || len(c.Addresses) > 0 && c.Addresses[0] != c.Address:
-		return invalid("addresses must list at most %d nodes, the first being address", MaxAddresses)
+	case len(c.Addresses) == 0 || len(c.Addresses) > MaxAddresses:
+		return invalid("addresses must list 1 to %d nodes, got %d", MaxAddresses, len(c.Addresses))
 	case c.MaxHeight < 0:
 		return invalid("max_height %d is negative", c.MaxHeight)
 	case len(c.SealedConsensusKey) == 0:
@@ -105,13 +103,6 @@ func (g *GeneratedKey) validate() error {
 		return invalid("pub_key is %d bytes, want 0 (an anchor) or %d", n, PubKeySize)
 	}
 	return nil
-}
-
-func (u *UpdateCredentials) validate() error {
-	if u.Credentials.AccessKeyID == "" {
-		return invalid("credentials are empty")
-	}
-	return u.Credentials.validate()
 }
 
 func (*Ack) validate() error      { return nil }

@@ -36,7 +36,6 @@ var ErrForged = errors.New("cluster record not authenticated by this validator k
 
 const (
 	recordVersion = 1
-	macSize       = sha256.Size
 	// MaxRecordSize bounds a record: a state (sign bytes up to the state
 	// record's limit), an instance name and a MAC.
 	MaxRecordSize = 2 << 10

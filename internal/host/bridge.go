@@ -41,7 +41,7 @@ func (b *Bridge) Serve(ctx context.Context, ln net.Listener) error {
 func (b *Bridge) splice(ctx context.Context, ec net.Conn) {
 	defer ec.Close()
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	vc, err := b.dial(dctx)
+	vc, err := transport.DialPlain(dctx, b.Validator) // over tcp the payload is the enclave's SecretConnection
 	cancel()
 	if err != nil {
 		// The enclave redials with backoff; the node may not be up yet.
@@ -61,16 +61,6 @@ func (b *Bridge) splice(ctx context.Context, ec net.Conn) {
 	go func() { defer wg.Done(); io.Copy(vc, ec); closeWrite(vc) }()
 	go func() { defer wg.Done(); io.Copy(ec, vc); closeWrite(ec) }()
 	wg.Wait()
-}
-
-// dial reaches the validator: a unix socket, or plain TCP whose payload is
-// the enclave's SecretConnection.
-func (b *Bridge) dial(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
-	if b.Validator.Scheme == "unix" {
-		return d.DialContext(ctx, "unix", b.Validator.Path)
-	}
-	return d.DialContext(ctx, "tcp", b.Validator.Host)
 }
 
 func closeWrite(c net.Conn) {

@@ -42,16 +42,14 @@ type Options struct {
 func Run(ctx context.Context, o Options) error {
 	cfg := o.Config
 	var validators []transport.Addr
-	tcp := false
-	for _, a := range cfg.ValidatorAddresses() {
-		v, err := transport.ParseAddr(a)
+	for _, a := range cfg.Addresses {
+		v, err := transport.ParseValidator(a)
 		if err != nil {
 			return err
 		}
 		validators = append(validators, v)
-		tcp = tcp || v.Scheme == "tcp"
 	}
-	sealed, err := readSealed(cfg, tcp)
+	sealed, err := readSealed(cfg)
 	if err != nil {
 		return err
 	}
@@ -162,15 +160,15 @@ func openCluster(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 
 type sealedKeys struct{ consensus, identity, anchor []byte }
 
-func readSealed(cfg *config.Config, tcp bool) (sealedKeys, error) {
+func readSealed(cfg *config.Config) (sealedKeys, error) {
 	var s sealedKeys
 	var err error
 	if s.consensus, err = os.ReadFile(cfg.SealedConsensusKeyPath); err != nil {
 		return s, fmt.Errorf("sealed consensus key: %w", err)
 	}
-	if tcp {
+	if cfg.NeedsIdentity() {
 		if s.identity, err = os.ReadFile(cfg.SealedIDKeyPath); err != nil {
-			return s, fmt.Errorf("sealed identity key (needed for tcp:// validators): %w", err)
+			return s, fmt.Errorf("sealed identity key (needed for SecretConnection to the validator): %w", err)
 		}
 	}
 	if cfg.HA.Anchored() {
@@ -199,7 +197,6 @@ func configureRequest(ctx context.Context, cfg *config.Config, sealed sealedKeys
 	}
 	return &enclaveproto.Configure{
 		ChainID:            cfg.ChainID,
-		Address:            cfg.Address,
 		Addresses:          cfg.Addresses,
 		ProtocolVersion:    cfg.ProtocolVersion,
 		MaxMessageSize:     uint32(cfg.MaxMessageSize),

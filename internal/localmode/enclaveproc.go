@@ -47,7 +47,7 @@ func FindEnclave(path string) (string, error) {
 
 // configAddr is where a local enclave listens for configuration.
 func configAddr(home string) transport.Addr {
-	return transport.Port(transport.Addr{Scheme: "unix", Path: filepath.Join(home, enclave.LocalEnclaveSockets)}, enclave.DefaultConfigPort)
+	return transport.Port(transport.Addr{Scheme: transport.Unix, Path: filepath.Join(home, enclave.LocalEnclaveSockets)}, enclave.DefaultConfigPort)
 }
 
 // enclaveRunning reports whether an enclave answers on home's config socket.

@@ -153,9 +153,9 @@ func accountOf(arn string) string {
 func writeConfig(home string, o InitOptions, k *KMS, keyARN string) (*config.Config, error) {
 	c := config.Default(k.Region())
 	c.ChainID = o.ChainIDs[0]
-	c.Address = o.Address
-	if c.Address == "" {
-		c.Address = "unix://" + filepath.Join(home, "privval.sock")
+	c.Addresses = []string{o.Address}
+	if o.Address == "" {
+		c.Addresses = []string{"unix://" + filepath.Join(home, "privval.sock")}
 	}
 	c.KMSKeyID = keyARN
 	creds := k.Credentials()

@@ -57,7 +57,7 @@ func StartKMS(home string, log *slog.Logger) (*KMS, error) {
 	if err := os.MkdirAll(hostDir, 0o700); err != nil {
 		return nil, err
 	}
-	addr := transport.Port(transport.Addr{Scheme: "unix", Path: hostDir}, enclave.DefaultKMSPort)
+	addr := transport.Port(transport.Addr{Scheme: transport.Unix, Path: hostDir}, enclave.DefaultKMSPort)
 	ln, err := transport.Listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("local KMS: %w", err)

@@ -66,11 +66,14 @@ func Replicate(from, to string, o ReplicaOptions) error {
 				*p = filepath.Join(to, rel)
 			}
 		}
-		switch {
-		case o.Address != "":
-			c.Address, c.Addresses = o.Address, nil
-		case c.Address == "unix://"+filepath.Join(from, "privval.sock"):
-			c.Address = "unix://" + filepath.Join(to, "privval.sock")
+		if o.Address != "" {
+			c.Addresses = []string{o.Address}
+			return
+		}
+		for i, a := range c.Addresses {
+			if a == "unix://"+filepath.Join(from, "privval.sock") {
+				c.Addresses[i] = "unix://" + filepath.Join(to, "privval.sock")
+			}
 		}
 	})
 }

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/netip"
 	"path/filepath"
-	"strings"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
@@ -43,12 +40,12 @@ func Start(ctx context.Context, o StartOptions) error {
 		return err
 	}
 	if o.Address != "" {
-		cfg.Address, cfg.Addresses = o.Address, nil
+		cfg.Addresses = []string{o.Address}
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
 	}
-	if err := checkLocal(cfg.ValidatorAddresses(), o.Insecure, o.Log); err != nil {
+	if err := checkLocal(cfg.Addresses, o.Insecure, o.Log); err != nil {
 		return err
 	}
 	bin, err := FindEnclave(o.Enclave)
@@ -73,8 +70,8 @@ func Start(ctx context.Context, o StartOptions) error {
 	}
 	return host.Run(ctx, host.Options{
 		Config:      cfg,
-		Enclave:     transport.Addr{Scheme: "unix", Path: filepath.Join(home, enclave.LocalEnclaveSockets)},
-		Host:        transport.Addr{Scheme: "unix", Path: filepath.Join(home, enclave.LocalHostSockets)},
+		Enclave:     transport.Addr{Scheme: transport.Unix, Path: filepath.Join(home, enclave.LocalEnclaveSockets)},
+		Host:        transport.Addr{Scheme: transport.Unix, Path: filepath.Join(home, enclave.LocalHostSockets)},
 		Credentials: creds,
 		Log:         o.Log,
 		Configured:  o.Configured,
@@ -103,7 +100,7 @@ var ErrRemoteValidator = errors.New("local mode signs only for a validator on th
 // resolve to can change.
 func checkLocal(addrs []string, insecure bool, log *slog.Logger) error {
 	for _, a := range addrs {
-		if onThisMachine(a) {
+		if v, err := transport.ParseAddr(a); err == nil && v.Local() {
 			continue
 		}
 		if !insecure {
@@ -112,26 +109,4 @@ func checkLocal(addrs []string, insecure bool, log *slog.Logger) error {
 		log.Warn("signing for a validator on another machine with a key protected by nothing but file permissions (--insecure)", "address", a)
 	}
 	return nil
-}
-
-// onThisMachine reports whether a validator address stays on this
-// machine: a unix socket, or tcp to 127.0.0.0/8, ::1 or localhost. An
-// address that does not parse does not.
-func onThisMachine(addr string) bool {
-	if strings.HasPrefix(addr, "unix://") {
-		return true
-	}
-	a, err := transport.ParseAddr(addr)
-	if err != nil || a.Scheme != "tcp" {
-		return false
-	}
-	host, _, err := net.SplitHostPort(a.Host)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
 }

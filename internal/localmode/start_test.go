@@ -10,38 +10,8 @@ import (
 	"testing"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
 )
-
-func TestOnThisMachine(t *testing.T) {
-	const id = "0123456789abcdef0123456789abcdef01234567"
-	cases := []struct {
-		addr string
-		want bool
-	}{
-		{"unix:///run/validator.sock", true},
-		{"tcp://127.0.0.1:26659", true},
-		{"tcp://127.8.9.10:26659", true},
-		{"tcp://[::1]:26659", true},
-		{"tcp://[::ffff:127.0.0.1]:26659", true},
-		{"tcp://localhost:26659", true},
-		{"tcp://LocalHost:26659", true},
-		{"tcp://" + id + "@127.0.0.1:26659", true},
-		{"tcp://192.0.2.1:26659", false},
-		{"tcp://" + id + "@192.0.2.1:26659", false},
-		{"tcp://[2001:db8::1]:26659", false},
-		{"tcp://0.0.0.0:26659", false},
-		{"tcp://[::]:26659", false},
-		{"tcp://validator.example:26659", false},
-		{"tcp://localhost.example:26659", false},
-		{"tcp://127.0.0.1", false},
-		{"vsock://3:5000", false},
-	}
-	for _, c := range cases {
-		if got := onThisMachine(c.addr); got != c.want {
-			t.Errorf("onThisMachine(%q) = %v, want %v", c.addr, got, c.want)
-		}
-	}
-}
 
 // TestStartRefusesRemoteValidator checks every address Start may take,
 // from tmkms.toml or --address, and that the refusal comes before
@@ -66,7 +36,7 @@ func TestStartRefusesRemoteValidator(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			home := t.TempDir()
 			cfg := config.Default("us-east-1")
-			cfg.Address, cfg.Addresses = c.file[0], c.file
+			cfg.Addresses = c.file
 			data, err := config.Marshal(cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -91,5 +61,26 @@ func TestStartRefusesRemoteValidator(t *testing.T) {
 				t.Errorf("insecure %v, but the log names %s: %v\n%s", c.insecure, remote, warned, logs.String())
 			}
 		})
+	}
+}
+
+// The helper's port defaults are the enclave's: the enclave cannot read
+// tmkms.toml, so the ports it uses before it is configured (config, log,
+// KMS) and the defaults it falls back to must be the same numbers.
+func TestPortDefaultsAgree(t *testing.T) {
+	for _, p := range []struct {
+		name          string
+		helper, enclv uint32
+	}{
+		{"config", config.DefaultConfigPort, enclave.DefaultConfigPort},
+		{"state", config.DefaultStatePort, enclave.DefaultStatePort},
+		{"validator", config.DefaultValidatorPort, enclave.DefaultValidatorPort},
+		{"log", config.DefaultLogPort, enclave.DefaultLogPort},
+		{"KMS proxy", config.KMSProxyPort, enclave.DefaultKMSPort},
+		{"anchor", config.DefaultAnchorPort, enclave.DefaultAnchorPort},
+	} {
+		if p.helper != p.enclv {
+			t.Errorf("%s port: the helper's is %d, the enclave's %d", p.name, p.helper, p.enclv)
+		}
 	}
 }

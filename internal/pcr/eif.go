@@ -277,7 +277,7 @@ func checkLayout(hdr *Header, sections []Section) error {
 }
 
 // Signed reports whether the image has a signature section, in which case its
-// PCR8 is that of the signing certificate (see PCR8FromPEM).
+// PCR8 is that of the signing certificate (see PCR8).
 func (img *Image) Signed() bool {
 	for _, s := range img.Sections {
 		if s.Type == SectionSignature {

@@ -10,8 +10,8 @@ import (
 )
 
 // Measurements are the PCRs nitro-cli reports for an EIF. PCR8 is nil
-// unless the caller sets it from the signing certificate (PCR8FromPEM): it
-// is not derived from the sections.
+// unless the caller sets it from the signing certificate (PCR8): it is not
+// derived from the sections.
 type Measurements struct {
 	PCR0 [Size]byte // kernel, cmdline and every ramdisk: the whole image
 	PCR1 [Size]byte // kernel, cmdline and the first ramdisk: kernel and bootstrap

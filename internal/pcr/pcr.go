@@ -21,20 +21,12 @@ package pcr
 
 import (
 	"crypto/sha512"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
-	"errors"
 	"fmt"
 )
 
 // Size is the length of a Nitro Enclaves PCR: the output of SHA-384.
 const Size = sha512.Size384
-
-// IsDebug reports whether v is what boot-measured PCRs read in an enclave
-// started with --debug-mode: all zeros, so that no policy pinning a real
-// image can be satisfied by an enclave whose memory the parent can read.
-func IsDebug(v [Size]byte) bool { return v == [Size]byte{} }
 
 // Extend returns SHA-384(prev || data), the NSM's ExtendPCR operation.
 func Extend(prev [Size]byte, data []byte) [Size]byte {
@@ -72,38 +64,13 @@ func PCR8(certDER []byte) [Size]byte {
 	return measure(sha512.Sum384(certDER))
 }
 
-// PCR8FromPEM is PCR8 for a PEM certificate file, as `nitro-cli pcr
-// --signing-certificate` reads it. The file must hold exactly one
-// certificate that parses, so a typo'd path to a key file fails loudly.
-func PCR8FromPEM(pemBytes []byte) ([Size]byte, error) {
-	block, rest := pem.Decode(pemBytes)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return [Size]byte{}, errors.New("pcr: signing certificate is not a PEM CERTIFICATE block")
-	}
-	if next, _ := pem.Decode(rest); next != nil {
-		return [Size]byte{}, errors.New("pcr: signing certificate file holds more than one PEM block")
-	}
-	if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-		return [Size]byte{}, fmt.Errorf("pcr: failed to parse signing certificate: %w", err)
-	}
-	return PCR8(block.Bytes), nil
-}
-
 // Hex returns v as lower-case hex, the form nitro-cli prints and KMS key
 // policies use.
 func Hex(v [Size]byte) string {
 	return hex.EncodeToString(v[:])
 }
 
-// ParseHex parses a PCR printed as 96 hex digits, in either case.
-func ParseHex(s string) ([Size]byte, error) {
-	v, err := decodeHex(s)
-	if err != nil {
-		return v, fmt.Errorf("pcr: %w", err)
-	}
-	return v, nil
-}
-
+// decodeHex parses a PCR printed as 96 hex digits, in either case.
 func decodeHex(s string) ([Size]byte, error) {
 	var v [Size]byte
 	if len(s) != 2*Size {

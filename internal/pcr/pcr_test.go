@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"math/big"
 	"strings"
 	"testing"
@@ -52,23 +51,20 @@ func TestExtendIsSHA384OfConcatenation(t *testing.T) {
 func TestHexRoundTrip(t *testing.T) {
 	v := PCR4("i-0123")
 	for _, s := range []string{Hex(v), strings.ToUpper(Hex(v))} {
-		got, err := ParseHex(s)
+		got, err := decodeHex(s)
 		if err != nil {
-			t.Fatalf("ParseHex(%q): %v", s, err)
+			t.Fatalf("decodeHex(%q): %v", s, err)
 		}
 		if got != v {
-			t.Errorf("ParseHex(%q) = %x, want %x", s, got, v)
+			t.Errorf("decodeHex(%q) = %x, want %x", s, got, v)
 		}
-	}
-	if !IsDebug([Size]byte{}) || IsDebug(v) {
-		t.Error("IsDebug is wrong")
 	}
 }
 
 func TestParseHexRejects(t *testing.T) {
 	for _, s := range []string{"", "00", strings.Repeat("0", 95), strings.Repeat("0", 97), strings.Repeat("g", 96)} {
-		if _, err := ParseHex(s); err == nil {
-			t.Errorf("ParseHex(%q) succeeded, want an error", s)
+		if _, err := decodeHex(s); err == nil {
+			t.Errorf("decodeHex(%q) succeeded, want an error", s)
 		}
 	}
 }
@@ -79,31 +75,6 @@ func TestPCR8(t *testing.T) {
 	want := sha512.Sum384(append(make([]byte, Size), inner[:]...))
 	if got := PCR8(der); got != want {
 		t.Errorf("PCR8 = %x, want %x", got, want)
-	}
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	got, err := PCR8FromPEM(pemBytes)
-	if err != nil {
-		t.Fatalf("PCR8FromPEM: %v", err)
-	}
-	if got != want {
-		t.Errorf("PCR8FromPEM = %x, want %x", got, want)
-	}
-}
-
-func TestPCR8FromPEMRejects(t *testing.T) {
-	der := selfSignedDER(t)
-	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	tests := map[string][]byte{
-		"empty":          nil,
-		"not PEM":        []byte("hello"),
-		"private key":    pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{1}}),
-		"two blocks":     append(append([]byte{}, cert...), cert...),
-		"garbage in PEM": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{0x30, 0x00}}),
-	}
-	for name, in := range tests {
-		if _, err := PCR8FromPEM(in); err == nil {
-			t.Errorf("%s: PCR8FromPEM succeeded, want an error", name)
-		}
 	}
 }
 

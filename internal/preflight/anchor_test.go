@@ -76,7 +76,7 @@ func TestAnchorCheck(t *testing.T) {
 				f.extra = fmt.Sprintf("[ha]\nendpoints = ['%s']\nca_file = 'ca.pem'\ncert_file = 'ca.pem'\nkey_file = 'ca.pem'\ninstance = 'a'\n", up[0])
 				c.detail = "[ha] without an anchor: this helper relays decisions to etcd and is trusted with the outcome"
 			}
-			got, ok := Find(f.run(), CheckAnchor)
+			got, ok := find(f.run(), CheckAnchor)
 			if !ok || got.Status != c.status || !strings.Contains(got.Detail, c.detail) || !strings.Contains(got.Hint, c.hint) {
 				t.Fatalf("anchor check: %s %q (hint %q), want %s containing %q (hint %q)", got.Status, got.Detail, got.Hint, c.status, c.detail, c.hint)
 			}

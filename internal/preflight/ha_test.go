@@ -74,7 +74,7 @@ func TestHA(t *testing.T) {
 			}
 			f := newFixture(t)
 			f.extra = table(ca)
-			got, ok := Find(f.run(), CheckHA)
+			got, ok := find(f.run(), CheckHA)
 			if !ok || got.Status != tc.status || !strings.Contains(got.Detail, tc.detail) {
 				t.Fatalf("ha check: %s %q (hint %q), want %s containing %q", got.Status, got.Detail, got.Hint, tc.status, tc.detail)
 			}

@@ -180,7 +180,7 @@ func always(*runner) bool { return true }
 func allChecks() []check {
 	return []check{
 		{CheckConsensusKey, always, (*runner).checkConsensusKey},
-		{CheckIdentityKey, (*runner).tcpValidator, (*runner).checkIdentityKey},
+		{CheckIdentityKey, (*runner).needsIdentity, (*runner).checkIdentityKey},
 		{CheckStateFile, always, (*runner).checkStateFile},
 		{CheckNitroCLI, always, (*runner).checkNitroCLI},
 		{CheckEnclave, always, (*runner).checkEnclave},
@@ -208,10 +208,10 @@ func (r *runner) checkConfig() Result {
 	}
 	r.cfg = cfg
 	return pass(CheckConfig, fmt.Sprintf("%s: chain_id %s, aws_region %s, enclave CID %d, validator %s",
-		r.o.ConfigPath, cfg.ChainID, cfg.AWSRegion, cfg.EnclaveConfigCID, cfg.Address))
+		r.o.ConfigPath, cfg.ChainID, cfg.AWSRegion, cfg.EnclaveConfigCID, strings.Join(cfg.Addresses, ", ")))
 }
 
-func (r *runner) tcpValidator() bool { return strings.HasPrefix(r.cfg.Address, "tcp://") }
+func (r *runner) needsIdentity() bool { return r.cfg.NeedsIdentity() }
 
 func pass(name, detail string) Result { return Result{Name: name, Status: Pass, Detail: detail} }
 func warn(name, detail, hint string) Result {
@@ -231,16 +231,6 @@ func Count(rs []Result, s Status) int {
 		}
 	}
 	return n
-}
-
-// Find returns the result named name, if any.
-func Find(rs []Result, name string) (Result, bool) {
-	for _, r := range rs {
-		if r.Name == name {
-			return r, true
-		}
-	}
-	return Result{}, false
 }
 
 // Write prints one line per result, a hint line under each WARN or FAIL,

@@ -219,7 +219,7 @@ func TestBaselinePasses(t *testing.T) {
 			t.Errorf("%s: %s %s (hint: %s)", r.Name, r.Status, r.Detail, r.Hint)
 		}
 	}
-	if r, _ := Find(rs, CheckAnchor); r.Status != Warn || !strings.Contains(r.Detail, "no anchor: across enclave restarts the enclave trusts this host's state file") {
+	if r, _ := find(rs, CheckAnchor); r.Status != Warn || !strings.Contains(r.Detail, "no anchor: across enclave restarts the enclave trusts this host's state file") {
 		t.Errorf("without an anchor: %s %q, want a warning that the host is trusted", r.Status, r.Detail)
 	}
 	var names []string
@@ -391,7 +391,7 @@ func TestEachFailure(t *testing.T) {
 			f := newFixture(t)
 			c.breakIt(f)
 			rs := f.run()
-			got, ok := Find(rs, c.check)
+			got, ok := find(rs, c.check)
 			if !ok {
 				t.Fatalf("no %s check in %v", c.check, rs)
 			}
@@ -461,6 +461,16 @@ func TestPasses(t *testing.T) {
 				f.toml["address"] = "'tcp://127.0.0.1:26659'"
 				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
 			}},
+		{name: "tcp validator second in a list", check: CheckIdentityKey, detail: "identity key",
+			change: func(f *fixture) {
+				f.toml["address"] = "[" + f.toml["address"] + ", 'tcp://127.0.0.1:26659']"
+				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
+			}},
+		{name: "every node of a list", check: CheckValidator, detail: "; tcp://127.0.0.1:26659",
+			change: func(f *fixture) {
+				f.toml["address"] = "[" + f.toml["address"] + ", 'tcp://127.0.0.1:26659']"
+				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
+			}},
 		{name: "tcp validator by name", check: CheckValidator, detail: "node.example resolves to 10.0.0.7",
 			change: func(f *fixture) {
 				f.toml["address"] = "'tcp://node.example:26659'"
@@ -478,7 +488,7 @@ func TestPasses(t *testing.T) {
 					t.Errorf("%s: %s %s", r.Name, r.Status, r.Detail)
 				}
 			}
-			if got, _ := Find(rs, c.check); !strings.Contains(got.Detail, c.detail) {
+			if got, _ := find(rs, c.check); !strings.Contains(got.Detail, c.detail) {
 				t.Errorf("%s detail %q does not contain %q", c.check, got.Detail, c.detail)
 			}
 		})
@@ -503,7 +513,7 @@ func TestStateReadOnly(t *testing.T) {
 			}
 			defer held.Close()
 			before := listDir(t, f.path("state"))
-			if r, _ := Find(f.run(), CheckStateFile); r.Status != Pass {
+			if r, _ := find(f.run(), CheckStateFile); r.Status != Pass {
 				t.Fatalf("state-file: %s %s", r.Status, r.Detail)
 			}
 			if after := listDir(t, f.path("state")); after != before {
@@ -560,7 +570,7 @@ func TestDefaultCredentialsWithoutIMDS(t *testing.T) {
 	f := newFixture(t)
 	f.opts.Credentials = nil
 	start := time.Now()
-	r, _ := Find(f.run(), CheckCredentials)
+	r, _ := find(f.run(), CheckCredentials)
 	if r.Status != Fail || !strings.Contains(r.Detail, "no AWS credentials") {
 		t.Errorf("credentials = %s %q, want FAIL", r.Status, r.Detail)
 	}
@@ -638,8 +648,18 @@ func TestShippedAllowlist(t *testing.T) {
 		f.opts.ProxyConfig = filepath.Join("..", "..", "deploy", "vsock-proxy.yaml")
 		f.toml["aws_region"] = "'" + c.region + "'"
 		f.write("secrets/secret.key", sealedKey("consensus", c.region, "k"), 0o600)
-		if r, _ := Find(f.run(), CheckAllowlist); r.Status != c.want {
+		if r, _ := find(f.run(), CheckAllowlist); r.Status != c.want {
 			t.Errorf("%s: %s %s, want %s", c.region, r.Status, r.Detail, c.want)
 		}
 	}
+}
+
+// find returns the result named name, if any.
+func find(rs []Result, name string) (Result, bool) {
+	for _, r := range rs {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Result{}, false
 }

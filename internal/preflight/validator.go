@@ -17,14 +17,27 @@ func defaultLookupHost(ctx context.Context, host string) ([]string, error) {
 	return net.DefaultResolver.LookupHost(ctx, host)
 }
 
-// checkValidator looks at the validator address without connecting to it:
-// the node would take a connection on priv_validator_laddr for its signer.
+// checkValidator looks at each validator address without connecting to
+// it: the node would take a connection on priv_validator_laddr for its
+// signer. The first address that does not pass is reported.
 func (r *runner) checkValidator(ctx context.Context) Result {
-	a, err := transport.ParseAddr(r.cfg.Address)
-	if err != nil {
-		return fail(CheckValidator, err.Error(), "address must be unix:///path or tcp://[node_id@]host:port")
+	var passed []string
+	for _, s := range r.cfg.Addresses {
+		res := r.validator(ctx, s)
+		if res.Status != Pass {
+			return res
+		}
+		passed = append(passed, res.Detail)
 	}
-	if a.Scheme == "unix" {
+	return pass(CheckValidator, strings.Join(passed, "; "))
+}
+
+func (r *runner) validator(ctx context.Context, s string) Result {
+	a, err := transport.ParseValidator(s)
+	if err != nil {
+		return fail(CheckValidator, err.Error(), "fix address in tmkms.toml")
+	}
+	if a.Path != "" { // a socket file, else a host name or address
 		return r.unixValidator(a.Path)
 	}
 	return r.tcpValidatorHost(ctx, a.Host)

@@ -2,6 +2,7 @@ package redact
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -21,5 +22,24 @@ func TestEveryVerbRedacts(t *testing.T) {
 	}
 	if Secret("") != "" {
 		t.Error("an unset secret should print as empty")
+	}
+}
+
+// Every output of Fields masks the secret fields and shows the others.
+func TestFieldsRedactEveryOutput(t *testing.T) {
+	fs := Fields{{Key: "id", Value: "AKIA"}, {Key: "secret", Value: "hunter2", Secret: true}, {Key: "unset", Secret: true}}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("m", "creds", fs)
+	j, err := fs.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string]string{"String": fs.String(), "slog": logged.String(), "JSON": string(j)} {
+		if strings.Contains(out, "hunter2") || !strings.Contains(out, Mask) || !strings.Contains(out, "AKIA") {
+			t.Errorf("%s printed %q", name, out)
+		}
+	}
+	if got := fs.String(); got != `{id:"AKIA" secret:"REDACTED" unset:""}` {
+		t.Errorf("String() = %s", got)
 	}
 }

@@ -12,17 +12,17 @@ import (
 // listeners are plain: callers run Handshake on accepted connections.
 func Listen(a Addr) (net.Listener, error) {
 	switch a.Scheme {
-	case "unix":
+	case Unix:
 		if err := removeStaleSocket(a.Path); err != nil {
 			return nil, err
 		}
 		return net.Listen("unix", a.Path)
-	case "tcp":
+	case TCP:
 		return net.Listen("tcp", a.Host)
-	case "vsock":
+	case Vsock:
 		return listenVsock(a.Port)
 	}
-	return nil, fmt.Errorf("transport: cannot listen on %q", a.String())
+	return nil, fmt.Errorf("transport: %w: cannot listen on %q", ErrAddress, a.String())
 }
 
 func removeStaleSocket(path string) error {

@@ -18,7 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,13 +31,52 @@ import (
 // DefaultHandshakeTimeout bounds a SecretConnection handshake.
 const DefaultHandshakeTimeout = 5 * time.Second
 
-// ErrPeerMismatch marks a SecretConnection peer whose key does not match the
-// node id pinned in the address.
-var ErrPeerMismatch = errors.New("peer identity mismatch")
+var (
+	// ErrPeerMismatch marks a SecretConnection peer whose key does not
+	// match the node id pinned in the address.
+	ErrPeerMismatch = errors.New("peer identity mismatch")
+	// ErrAddress marks an address that does not parse, or whose scheme
+	// cannot serve where it is used.
+	ErrAddress = errors.New("invalid address")
+)
+
+// Scheme names a transport. What a connection over it needs is asked of
+// the scheme, never read from its spelling, so that adding a transport
+// means a constant and its cases in this package, and, for a validator
+// transport, an entry in ValidatorSchemes.
+type Scheme string
+
+const (
+	Unix  Scheme = "unix"
+	TCP   Scheme = "tcp"
+	Vsock Scheme = "vsock"
+)
+
+// ValidatorSchemes are the transports a validator's privval address may
+// use: the node listens on them and the enclave dials through the host.
+var ValidatorSchemes = []Scheme{Unix, TCP}
+
+// Secret reports whether connections over s run CometBFT's
+// SecretConnection: the dialer needs its identity key, and an address may
+// pin the peer by node id.
+func (s Scheme) Secret() bool { return s == TCP }
+
+// syntax is the address form of s, for messages.
+func (s Scheme) syntax() string {
+	switch s {
+	case Unix:
+		return "unix:///path"
+	case TCP:
+		return "tcp://[node_id@]host:port"
+	case Vsock:
+		return "vsock://cid:port"
+	}
+	return ""
+}
 
 // Addr is a parsed address.
 type Addr struct {
-	Scheme string // "unix", "tcp" or "vsock"
+	Scheme Scheme
 	Path   string // unix
 	Host   string // tcp: host:port
 	NodeID string // tcp: optional pinned peer id (hex of its address)
@@ -47,79 +88,136 @@ type Addr struct {
 func ParseAddr(s string) (Addr, error) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
-		return Addr{}, fmt.Errorf("transport: address %q has no scheme (want unix://, tcp:// or vsock://)", s)
+		return Addr{}, fmt.Errorf("transport: %w: %q has no scheme (want unix://, tcp:// or vsock://)", ErrAddress, s)
 	}
-	switch scheme {
-	case "unix":
-		if rest == "" || rest[0] != '/' {
-			return Addr{}, fmt.Errorf("transport: unix address %q must be an absolute path (unix:///path)", s)
+	switch a := (Addr{Scheme: Scheme(scheme)}); a.Scheme {
+	case Unix:
+		if rest == "" || rest[0] != '/' || strings.ContainsRune(rest, 0) {
+			return Addr{}, fmt.Errorf("transport: %w: %q must name an absolute socket path (unix:///path)", ErrAddress, s)
 		}
-		return Addr{Scheme: scheme, Path: rest}, nil
-	case "tcp":
-		a := Addr{Scheme: scheme, Host: rest}
+		a.Path = rest
+		return a, nil
+	case TCP:
+		a.Host = rest
 		if id, host, ok := strings.Cut(rest, "@"); ok {
 			a.NodeID, a.Host = strings.ToLower(id), host
 			if len(a.NodeID) != 40 || strings.Trim(a.NodeID, "0123456789abcdef") != "" {
-				return Addr{}, fmt.Errorf("transport: node id %q in %q must be 40 hex characters", id, s)
+				return Addr{}, fmt.Errorf("transport: %w: node id %q in %q must be 40 hex digits (the node's `cometbft show-node-id`)", ErrAddress, id, s)
 			}
 		}
-		if _, port, err := net.SplitHostPort(a.Host); err != nil || port == "" {
-			return Addr{}, fmt.Errorf("transport: tcp address %q must be host:port", s)
+		if _, port, err := net.SplitHostPort(a.Host); err != nil || !validPort(port) {
+			return Addr{}, fmt.Errorf("transport: %w: %q is not tcp://[node_id@]host:port with a port from 0 to 65535", ErrAddress, s)
 		}
 		return a, nil
-	case "vsock":
+	case Vsock:
 		cid, port, ok := strings.Cut(rest, ":")
 		c, err1 := strconv.ParseUint(cid, 10, 32)
 		p, err2 := strconv.ParseUint(port, 10, 32)
 		if !ok || err1 != nil || err2 != nil {
-			return Addr{}, fmt.Errorf("transport: vsock address %q must be vsock://cid:port", s)
+			return Addr{}, fmt.Errorf("transport: %w: %q must be vsock://cid:port", ErrAddress, s)
 		}
-		return Addr{Scheme: scheme, CID: uint32(c), Port: uint32(p)}, nil
+		a.CID, a.Port = uint32(c), uint32(p)
+		return a, nil
 	}
-	return Addr{}, fmt.Errorf("transport: unsupported scheme %q in %q (want unix, tcp or vsock)", scheme, s)
+	return Addr{}, fmt.Errorf("transport: %w: scheme %q in %q is not supported (want unix, tcp or vsock)", ErrAddress, scheme, s)
+}
+
+func validPort(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 16)
+	return err == nil
+}
+
+// ParseValidator parses a validator's privval address: one of
+// ValidatorSchemes, and for tcp a host and a port a node can listen on.
+func ParseValidator(s string) (Addr, error) {
+	a, err := ParseAddr(s)
+	if err != nil {
+		return Addr{}, err
+	}
+	if !slices.Contains(ValidatorSchemes, a.Scheme) {
+		return Addr{}, fmt.Errorf("transport: %w: a validator address must be %s, not %q", ErrAddress, validatorSyntax(), s)
+	}
+	if a.Scheme == TCP {
+		host, port, _ := net.SplitHostPort(a.Host)
+		if n, _ := strconv.ParseUint(port, 10, 16); host == "" || n == 0 {
+			return Addr{}, fmt.Errorf("transport: %w: %q needs a host and a port from 1 to 65535", ErrAddress, s)
+		}
+	}
+	return a, nil
+}
+
+func validatorSyntax() string {
+	forms := make([]string, len(ValidatorSchemes))
+	for i, s := range ValidatorSchemes {
+		forms[i] = s.syntax()
+	}
+	return strings.Join(forms, " or ")
 }
 
 func (a Addr) String() string {
 	switch a.Scheme {
-	case "unix":
-		return (&url.URL{Scheme: "unix", Path: a.Path}).String()
-	case "tcp":
+	case Unix:
+		return (&url.URL{Scheme: string(Unix), Path: a.Path}).String()
+	case TCP:
 		if a.NodeID != "" {
 			return "tcp://" + a.NodeID + "@" + a.Host
 		}
 		return "tcp://" + a.Host
-	case "vsock":
+	case Vsock:
 		return fmt.Sprintf("vsock://%d:%d", a.CID, a.Port)
 	}
 	return ""
 }
 
-// Dial connects to a. For tcp it performs the SecretConnection handshake
-// with identity as our key and, when a.NodeID is set, refuses any other
-// peer. identity may be nil for unix and vsock.
-func Dial(ctx context.Context, a Addr, identity ed25519.PrivateKey) (net.Conn, error) {
+// Local reports whether a stays on this machine: a unix socket, or tcp to
+// a loopback address or localhost. Other host names do not count, since
+// what they resolve to can change.
+func (a Addr) Local() bool {
 	switch a.Scheme {
-	case "unix":
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", a.Path)
-	case "tcp":
-		return dialSecret(ctx, a, identity)
-	case "vsock":
-		return dialVsock(ctx, a.CID, a.Port)
+	case Unix:
+		return true
+	case TCP:
+		host, _, err := net.SplitHostPort(a.Host)
+		if err != nil {
+			return false
+		}
+		if strings.EqualFold(host, "localhost") {
+			return true
+		}
+		ip, err := netip.ParseAddr(host)
+		return err == nil && ip.Unmap().IsLoopback()
 	}
-	return nil, fmt.Errorf("transport: cannot dial %q", a.String())
+	return false
 }
 
-func dialSecret(ctx context.Context, a Addr, identity ed25519.PrivateKey) (net.Conn, error) {
-	if identity == nil {
-		return nil, errors.New("transport: tcp requires an identity key for SecretConnection")
+// Dial connects to a. When a's scheme is Secret it performs the
+// SecretConnection handshake with identity as our key and, when a.NodeID
+// is set, refuses any other peer; identity may be nil otherwise.
+func Dial(ctx context.Context, a Addr, identity ed25519.PrivateKey) (net.Conn, error) {
+	if a.Scheme.Secret() && identity == nil {
+		return nil, fmt.Errorf("transport: %s requires an identity key for SecretConnection", a.Scheme)
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", a.Host)
-	if err != nil {
-		return nil, err
+	c, err := DialPlain(ctx, a)
+	if err != nil || !a.Scheme.Secret() {
+		return c, err
 	}
 	return Secure(ctx, c, identity, a.NodeID)
+}
+
+// DialPlain connects to a without any handshake. The host's bridge
+// reaches a tcp validator this way: the SecretConnection it carries runs
+// between the enclave and the node.
+func DialPlain(ctx context.Context, a Addr) (net.Conn, error) {
+	var d net.Dialer
+	switch a.Scheme {
+	case Unix:
+		return d.DialContext(ctx, "unix", a.Path)
+	case TCP:
+		return d.DialContext(ctx, "tcp", a.Host)
+	case Vsock:
+		return dialVsock(ctx, a.CID, a.Port)
+	}
+	return nil, fmt.Errorf("transport: %w: cannot dial %q", ErrAddress, a.String())
 }
 
 // Secure runs the SecretConnection handshake on c and, when nodeID is not
@@ -183,8 +281,8 @@ func checkPeer(want string, got ed25519.PublicKey) error {
 // the base directory for unix (unix:///dir → unix:///dir/port-N.sock), which
 // is how local mode stands in for vsock.
 func Port(base Addr, port uint32) Addr {
-	if base.Scheme == "unix" {
-		return Addr{Scheme: "unix", Path: fmt.Sprintf("%s/port-%d.sock", strings.TrimRight(base.Path, "/"), port)}
+	if base.Scheme == Unix {
+		return Addr{Scheme: Unix, Path: fmt.Sprintf("%s/port-%d.sock", strings.TrimRight(base.Path, "/"), port)}
 	}
 	return Addr{Scheme: base.Scheme, CID: base.CID, Port: port, Host: base.Host}
 }

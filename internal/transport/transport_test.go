@@ -19,10 +19,10 @@ func TestParseAddr(t *testing.T) {
 		in   string
 		want Addr
 	}{
-		{"unix:///tmp/sockets/validator.socket", Addr{Scheme: "unix", Path: "/tmp/sockets/validator.socket"}},
-		{"tcp://127.0.0.1:26659", Addr{Scheme: "tcp", Host: "127.0.0.1:26659"}},
-		{"tcp://" + id + "@10.0.0.1:26659", Addr{Scheme: "tcp", Host: "10.0.0.1:26659", NodeID: id}},
-		{"vsock://3:5000", Addr{Scheme: "vsock", CID: 3, Port: 5000}},
+		{"unix:///tmp/sockets/validator.socket", Addr{Scheme: Unix, Path: "/tmp/sockets/validator.socket"}},
+		{"tcp://127.0.0.1:26659", Addr{Scheme: TCP, Host: "127.0.0.1:26659"}},
+		{"tcp://" + id + "@10.0.0.1:26659", Addr{Scheme: TCP, Host: "10.0.0.1:26659", NodeID: id}},
+		{"vsock://3:5000", Addr{Scheme: Vsock, CID: 3, Port: 5000}},
 	}
 	for _, tt := range good {
 		got, err := ParseAddr(tt.in)
@@ -33,10 +33,90 @@ func TestParseAddr(t *testing.T) {
 			t.Errorf("String() = %q, want %q", got.String(), tt.in)
 		}
 	}
-	for _, bad := range []string{"", "/tmp/x", "unix://relative", "tcp://nohost", "tcp://xyz@1.2.3.4:5", "vsock://3", "vsock://a:b", "http://x:1"} {
-		if _, err := ParseAddr(bad); err == nil {
-			t.Errorf("ParseAddr(%q) succeeded", bad)
+	for _, bad := range []string{"", "/tmp/x", "unix://relative", "unix:///a\x00b", "tcp://nohost", "tcp://h:65536", "tcp://h:x",
+		"tcp://xyz@1.2.3.4:5", "vsock://3", "vsock://a:b", "http://x:1"} {
+		if _, err := ParseAddr(bad); !errors.Is(err, ErrAddress) {
+			t.Errorf("ParseAddr(%q) = %v, want ErrAddress", bad, err)
 		}
+	}
+}
+
+func TestParseValidator(t *testing.T) {
+	tests := []struct {
+		in     string
+		ok     bool
+		secret bool // the scheme needs the identity key
+	}{
+		{"unix:///run/validator.sock", true, false},
+		{"tcp://127.0.0.1:26659", true, true},
+		{"tcp://0123456789abcdef0123456789abcdef01234567@10.0.0.2:26659", true, true},
+		{"tcp://node.example:26659", true, true},
+		{"vsock://3:5000", false, false},
+		{"tcp://:26659", false, false},
+		{"tcp://h:0", false, false},
+		{"tcp://h:00", false, false},
+		{"http://h:1", false, false},
+	}
+	for _, tt := range tests {
+		a, err := ParseValidator(tt.in)
+		if (err == nil) != tt.ok || err != nil && !errors.Is(err, ErrAddress) {
+			t.Errorf("ParseValidator(%q) = %v, want ok %v", tt.in, err, tt.ok)
+			continue
+		}
+		if tt.ok && a.Scheme.Secret() != tt.secret {
+			t.Errorf("%q: Secret() = %v, want %v", tt.in, a.Scheme.Secret(), tt.secret)
+		}
+	}
+}
+
+func TestLocal(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef01234567"
+	cases := []struct {
+		addr string
+		want bool
+	}{
+		{"unix:///run/validator.sock", true},
+		{"tcp://127.0.0.1:26659", true},
+		{"tcp://127.8.9.10:26659", true},
+		{"tcp://[::1]:26659", true},
+		{"tcp://[::ffff:127.0.0.1]:26659", true},
+		{"tcp://localhost:26659", true},
+		{"tcp://LocalHost:26659", true},
+		{"tcp://" + id + "@127.0.0.1:26659", true},
+		{"tcp://192.0.2.1:26659", false},
+		{"tcp://" + id + "@192.0.2.1:26659", false},
+		{"tcp://[2001:db8::1]:26659", false},
+		{"tcp://0.0.0.0:26659", false},
+		{"tcp://[::]:26659", false},
+		{"tcp://validator.example:26659", false},
+		{"tcp://localhost.example:26659", false},
+		{"vsock://3:5000", false},
+	}
+	for _, c := range cases {
+		a, err := ParseAddr(c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.Local(); got != c.want {
+			t.Errorf("Local(%q) = %v, want %v", c.addr, got, c.want)
+		}
+	}
+}
+
+// Every scheme a validator may use has a syntax to show in messages.
+func TestValidatorSchemesHaveSyntax(t *testing.T) {
+	for _, s := range ValidatorSchemes {
+		if s.syntax() == "" {
+			t.Errorf("scheme %q has no syntax", s)
+		}
+	}
+}
+
+// A tcp address needs an identity key: Dial refuses without one before
+// connecting anywhere.
+func TestDialNeedsIdentity(t *testing.T) {
+	if _, err := Dial(t.Context(), Addr{Scheme: TCP, Host: "127.0.0.1:1"}, nil); err == nil {
+		t.Fatal("Dial of tcp without an identity key succeeded")
 	}
 }
 
@@ -65,7 +145,7 @@ func TestPinnedPeer(t *testing.T) {
 	if want := strings.ToLower(nodeKey.PubKey().Address().String()); nodeID != want {
 		t.Fatalf("NodeID = %s, CometBFT derives %s", nodeID, want)
 	}
-	right := Addr{Scheme: "tcp", Host: l.Addr().String(), NodeID: nodeID}
+	right := Addr{Scheme: TCP, Host: l.Addr().String(), NodeID: nodeID}
 	c, err := Dial(ctx, right, me)
 	if err != nil {
 		t.Fatalf("pinned right peer: %v", err)
