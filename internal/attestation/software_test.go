@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/tmkms-nitro/tmkms-nitro/internal/attestation"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
@@ -19,9 +21,9 @@ import (
 var update = flag.Bool("update", false, "rewrite "+softwareVectorPath)
 
 func TestSoftwareNSMDocuments(t *testing.T) {
-	soft, err := nsm.NewSoftware(&nsm.SoftwareConfig{
+	soft, err := softnsm.NewSoftware(&softnsm.SoftwareConfig{
 		ModuleID: "i-0123456789abcdef0-enc0123456789abcdef",
-		PCRs:     map[int][]byte{0: nsm.PCR0([]byte("enclave binary")), 4: pcr4("i-0123456789abcdef0")},
+		PCRs:     map[int][]byte{0: softnsm.PCR0([]byte("enclave binary")), 4: pcr4("i-0123456789abcdef0")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -66,9 +68,9 @@ func TestSoftwareVector(t *testing.T) {
 
 func writeSoftwareVector(t *testing.T) {
 	at := time.UnixMilli(1740830400123) // 2025-03-01T12:00:00.123Z
-	soft, err := nsm.NewSoftware(&nsm.SoftwareConfig{
+	soft, err := softnsm.NewSoftware(&softnsm.SoftwareConfig{
 		ModuleID: "i-0000000000000000a-enc000000000000000b",
-		PCRs:     map[int][]byte{0: nsm.PCR0([]byte("tmkms-nitro-enclave")), 4: pcr4("i-0000000000000000a")},
+		PCRs:     map[int][]byte{0: softnsm.PCR0([]byte("tmkms-nitro-enclave")), 4: pcr4("i-0000000000000000a")},
 		Now:      func() time.Time { return at },
 	})
 	if err != nil {

@@ -12,8 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localkms"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 )
 
 // kmsEmulatorShutdown bounds how long requests in flight may finish after
@@ -82,13 +83,13 @@ func serveUntilDone(ctx context.Context, srv *localkms.Server, ln net.Listener) 
 }
 
 // loadTrustRoots reads each --trust-root: a directory is a software NSM CA
-// saved with nsm.CA.Save, a file holds one or more PEM certificates.
+// saved with softnsm.CA.Save, a file holds one or more PEM certificates.
 func loadTrustRoots(paths []string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for _, p := range paths {
 		certs, err := loadTrustRoot(p)
 		if err != nil {
-			return nil, withHint(err, "--trust-root takes a PEM certificate file or a directory holding "+nsm.CARootFile)
+			return nil, withHint(err, "--trust-root takes a PEM certificate file or a directory holding "+softnsm.CARootFile)
 		}
 		out = append(out, certs...)
 	}
@@ -97,7 +98,7 @@ func loadTrustRoots(paths []string) ([]*x509.Certificate, error) {
 
 func loadTrustRoot(path string) ([]*x509.Certificate, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		root, err := nsm.LoadCARoot(path)
+		root, err := softnsm.LoadCARoot(path)
 		if err != nil {
 			return nil, fmt.Errorf("kms-emulator: failed to load trust root: %w", err)
 		}

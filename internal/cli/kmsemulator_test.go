@@ -17,11 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localkms"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 )
 
 // kmsEmuOutput is a stdout that signals once the serving banner is out.
@@ -50,7 +51,7 @@ func (o *kmsEmuOutput) String() string {
 
 func TestKMSEmulatorServesUntilCancelled(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := nsm.NewCA(time.Now())
+	ca, err := softnsm.NewCA(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

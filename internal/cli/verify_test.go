@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 )
 
@@ -31,8 +33,8 @@ const statementJSON = `{"public_key":"` + testPubKey + `","kms_key_id":"` + test
 // and nonce, and the NSM's root as PEM, and returns their paths and PCR0.
 func attestedFiles(t *testing.T, userData string, nonce []byte) (doc, root, pcr0 string) {
 	t.Helper()
-	p0 := nsm.PCR0([]byte("tmkms-nitro-enclave"))
-	soft, err := nsm.NewSoftware(&nsm.SoftwareConfig{PCRs: map[int][]byte{0: p0}})
+	p0 := softnsm.PCR0([]byte("tmkms-nitro-enclave"))
+	soft, err := softnsm.NewSoftware(&softnsm.SoftwareConfig{PCRs: map[int][]byte{0: p0}})
 	if err != nil {
 		t.Fatal(err)
 	}

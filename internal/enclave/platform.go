@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
 
@@ -25,18 +24,19 @@ func Nitro(log *slog.Logger) (Platform, error) {
 	if err != nil {
 		return Platform{}, err
 	}
-	ln, err := transport.Listen(transport.Addr{Scheme: "vsock", Port: DefaultConfigPort})
+	ln, err := transport.Listen(transport.Addr{Scheme: transport.Vsock, Port: DefaultConfigPort})
 	if err != nil {
 		dev.Close()
 		return Platform{}, fmt.Errorf("enclave: failed to listen on vsock port %d: %w", DefaultConfigPort, err)
 	}
-	return platform(ln, transport.Addr{Scheme: "vsock", CID: hostCID}, dev, nil, "", log), nil
+	return platform(ln, transport.Addr{Scheme: transport.Vsock, CID: hostCID}, dev, nil, "", log), nil
 }
 
 // Local layout under a local-mode directory, shared with the helper.
 const (
 	LocalEnclaveSockets = "sockets/enclave" // the enclave listens here
 	LocalHostSockets    = "sockets/host"    // the helper listens here
+	LocalNSMSocket      = "sockets/nsm"     // the helper's software NSM
 	LocalNSMDir         = "nsm"             // the software NSM's CA
 	LocalKMSDir         = "kms"             // the local KMS's data
 	LocalKMSRootFile    = "kms/tls-root.pem"
@@ -45,23 +45,11 @@ const (
 )
 
 // Local returns the local-mode platform rooted at dir: unix sockets in
-// place of vsock, a software NSM whose PCR0 measures this very binary (so
-// a changed binary is refused by a key policy pinning the old PCR0, as on
-// Nitro), and the local KMS, reached through the helper's proxy, verified
-// against the local KMS's own root.
+// place of vsock, the software NSM the helper serves on a socket in place
+// of /dev/nsm, and the local KMS, reached through the helper's proxy,
+// verified against the local KMS's own root. Nothing of the software NSM
+// is linked into this program: it speaks the device's protocol either way.
 func Local(dir string, log *slog.Logger) (Platform, error) {
-	ca, err := nsm.LoadCA(filepath.Join(dir, LocalNSMDir))
-	if err != nil {
-		return Platform{}, err
-	}
-	pcrs, err := LocalPCRs()
-	if err != nil {
-		return Platform{}, err
-	}
-	soft, err := nsm.NewSoftware(&nsm.SoftwareConfig{CA: ca, ModuleID: LocalInstanceID + "-enc0000000000000001", PCRs: pcrs})
-	if err != nil {
-		return Platform{}, err
-	}
 	rootPEM, err := os.ReadFile(filepath.Join(dir, LocalKMSRootFile))
 	if err != nil {
 		return Platform{}, fmt.Errorf("enclave: local KMS root: %w", err)
@@ -74,27 +62,12 @@ func Local(dir string, log *slog.Logger) (Platform, error) {
 	if err := os.MkdirAll(sockets, 0o700); err != nil {
 		return Platform{}, err
 	}
-	ln, err := transport.Listen(transport.Port(transport.Addr{Scheme: "unix", Path: sockets}, DefaultConfigPort))
+	ln, err := transport.Listen(transport.Port(transport.Addr{Scheme: transport.Unix, Path: sockets}, DefaultConfigPort))
 	if err != nil {
 		return Platform{}, err
 	}
-	host := transport.Addr{Scheme: "unix", Path: filepath.Join(dir, LocalHostSockets)}
-	return platform(ln, host, soft, roots, LocalKMSEndpoint, log), nil
-}
-
-// LocalPCRs are the measurements the software NSM reports for the running
-// binary: PCR0 over the executable, PCR4 of the local "instance".
-func LocalPCRs() (map[int][]byte, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	pcr0, err := nsm.PCR0File(exe)
-	if err != nil {
-		return nil, err
-	}
-	pcr4 := pcr.PCR4(LocalInstanceID)
-	return map[int][]byte{0: pcr0, 4: pcr4[:]}, nil
+	host := transport.Addr{Scheme: transport.Unix, Path: filepath.Join(dir, LocalHostSockets)}
+	return platform(ln, host, nsm.Socket(filepath.Join(dir, LocalNSMSocket)), roots, LocalKMSEndpoint, log), nil
 }
 
 func platform(ln net.Listener, host transport.Addr, m nsm.NSM, roots *x509.CertPool, endpoint string, log *slog.Logger) Platform {

@@ -10,11 +10,12 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/cms"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kms"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 )
 
 const fakeKeyARN = "arn:aws:kms:us-east-1:111122223333:key/11111111-2222-4333-8444-555555555555"
@@ -46,7 +47,7 @@ func fakeKMS(t *testing.T, body map[string]any) *kms.Client {
 }
 
 func TestResponseChecks(t *testing.T) {
-	m, err := nsm.NewSoftware(nil)
+	m, err := softnsm.NewSoftware(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kms"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kmspolicy"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localkms"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 )
 
 // localEndpoint is the name clients address: the local KMS's certificate
@@ -29,7 +30,7 @@ const localEndpoint = "https://localhost"
 // trusts, and a key whose policy pins the "good" enclave's PCR0 and PCR4.
 type fixture struct {
 	dir    string
-	ca     *nsm.CA
+	ca     *softnsm.CA
 	srv    *localkms.Server
 	addr   string
 	keyARN string
@@ -39,11 +40,11 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ca, err := nsm.NewCA(time.Now())
+	ca, err := softnsm.NewCA(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{dir: t.TempDir(), ca: ca, pcr0: nsm.PCR0([]byte("enclave binary v1")), pcr4: sha384("instance")}
+	f := &fixture{dir: t.TempDir(), ca: ca, pcr0: softnsm.PCR0([]byte("enclave binary v1")), pcr4: sha384("instance")}
 	f.start(t)
 	f.keyARN = f.createKey(t)
 	return f
@@ -150,9 +151,9 @@ func (f *fixture) createKey(t *testing.T) string {
 
 // enclave returns a recipient attested by a software NSM with the given
 // PCR0 (and the fixture's PCR4), signed by ca.
-func (f *fixture) enclave(t *testing.T, ca *nsm.CA, pcr0 []byte) *kms.Recipient {
+func (f *fixture) enclave(t *testing.T, ca *softnsm.CA, pcr0 []byte) *kms.Recipient {
 	t.Helper()
-	m, err := nsm.NewSoftware(&nsm.SoftwareConfig{CA: ca, PCRs: map[int][]byte{0: pcr0, 4: f.pcr4}})
+	m, err := softnsm.NewSoftware(&softnsm.SoftwareConfig{CA: ca, PCRs: map[int][]byte{0: pcr0, 4: f.pcr4}})
 	if err != nil {
 		t.Fatal(err)
 	}

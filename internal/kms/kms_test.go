@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kms"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kmspolicy"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 )
 
 var chainCtx = map[string]string{"chain_id": "test-chain", "purpose": "consensus-key"}
@@ -80,7 +81,7 @@ func TestDecryptDenied(t *testing.T) {
 		recipient *kms.Recipient
 		wantSid   string
 	}{
-		{"other PCR0", f.enclave(t, f.ca, nsm.PCR0([]byte("enclave binary v2"))), kmspolicy.DenySid(kmspolicy.KeyPCR(0))},
+		{"other PCR0", f.enclave(t, f.ca, softnsm.PCR0([]byte("enclave binary v2"))), kmspolicy.DenySid(kmspolicy.KeyPCR(0))},
 		{"no recipient", nil, kmspolicy.DenySid(kmspolicy.KeyPCR(0))},
 	}
 	for _, tt := range tests {
@@ -105,7 +106,7 @@ func TestDecryptRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherCA, err := nsm.NewCA(time.Now())
+	otherCA, err := softnsm.NewCA(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

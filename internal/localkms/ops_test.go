@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -103,9 +105,9 @@ func TestDecryptWithoutKeyID(t *testing.T) {
 
 // attest returns an attestation document from a software NSM of ca whose
 // public key is pub (any SPKI, or nil for none).
-func attest(t *testing.T, ca *nsm.CA, spki []byte) []byte {
+func attest(t *testing.T, ca *softnsm.CA, spki []byte) []byte {
 	t.Helper()
-	m, err := nsm.NewSoftware(&nsm.SoftwareConfig{CA: ca})
+	m, err := softnsm.NewSoftware(&softnsm.SoftwareConfig{CA: ca})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +132,7 @@ func rsaKey(t *testing.T, bits int) (*rsa.PrivateKey, []byte) {
 }
 
 func TestRecipient(t *testing.T) {
-	ca, err := nsm.NewCA(time.Now())
+	ca, err := softnsm.NewCA(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +151,11 @@ func TestRecipient(t *testing.T) {
 }
 
 func TestRecipientRefused(t *testing.T) {
-	ca, err := nsm.NewCA(time.Now())
+	ca, err := softnsm.NewCA(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := nsm.NewCA(time.Now())
+	other, err := softnsm.NewCA(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

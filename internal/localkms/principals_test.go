@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -17,7 +19,6 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/cms"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kmspolicy"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localkms"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 )
 
 // TestSeedPolicyPrincipals: under kmspolicy.Seed's policy the instance
@@ -25,7 +26,7 @@ import (
 // while the administrator can import one; only an attested enclave gets
 // key material, whoever asks.
 func TestSeedPolicyPrincipals(t *testing.T) {
-	ca, err := nsm.NewCA(time.Now())
+	ca, err := softnsm.NewCA(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
 
@@ -63,11 +65,12 @@ func enclaveRunning(ctx context.Context, home string) bool {
 }
 
 // Enclave is a local enclave process, restarted when it dies, as a Nitro
-// enclave would be by its service.
+// enclave would be by its service, and the software NSM it uses.
 type Enclave struct {
 	bin, home string
 	log       *slog.Logger
-	done      chan struct{}
+	done      chan struct{} // closed when supervision has ended
+	nsmDone   chan struct{} // closed when the software NSM has stopped
 }
 
 // StartEnclave runs the enclave program for home until ctx ends, restarting
@@ -75,7 +78,18 @@ type Enclave struct {
 // restarted, the enclave was not), it is used and not supervised, as on
 // Nitro where the enclave outlives the helper.
 func StartEnclave(ctx context.Context, bin, home string, log *slog.Logger) (*Enclave, error) {
-	e := &Enclave{bin: bin, home: home, log: log, done: make(chan struct{})}
+	e := &Enclave{bin: bin, home: home, log: log, done: make(chan struct{}), nsmDone: make(chan struct{})}
+	ctx, cancel := context.WithCancel(ctx)
+	// The NSM is served for as long as the enclave is supervised, and for
+	// an adopted enclave too: its next unseal needs an attestation.
+	if err := e.serveNSM(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	go func() {
+		<-e.done
+		cancel()
+	}()
 	if pid, ok := FindEnclavePID(home); ok && enclaveRunning(ctx, home) {
 		log.Info("an enclave is already running for this home; using it", "home", home, "pid", pid)
 		go e.adopt(ctx, pid)
@@ -83,11 +97,13 @@ func StartEnclave(ctx context.Context, bin, home string, log *slog.Logger) (*Enc
 	}
 	p, err := e.spawn()
 	if err != nil {
+		close(e.done)
 		return nil, err
 	}
 	if err := e.waitReady(ctx, p); err != nil {
 		p.cmd.Process.Kill()
 		<-p.exited
+		close(e.done)
 		return nil, err
 	}
 	go e.supervise(ctx, p)
@@ -212,8 +228,42 @@ func FindEnclavePID(home string) (int, bool) {
 	return 0, false
 }
 
-// Wait returns when the supervised enclave has been stopped.
-func (e *Enclave) Wait() { <-e.done }
+// Wait returns when the supervised enclave and its NSM have been stopped.
+func (e *Enclave) Wait() {
+	<-e.done
+	<-e.nsmDone
+}
+
+// serveNSM starts the software NSM on home's NSM socket until ctx ends.
+func (e *Enclave) serveNSM(ctx context.Context) error {
+	ca, err := softnsm.LoadCA(filepath.Join(e.home, enclave.LocalNSMDir))
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(e.home, enclave.LocalNSMSocket)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	os.Remove(path) // left by a helper that stopped
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("cannot serve the software NSM: %w", err)
+	}
+	pcr4 := pcr.PCR4(enclave.LocalInstanceID)
+	srv := &softnsm.Server{
+		CA:       ca,
+		ModuleID: enclave.LocalInstanceID + "-enc0000000000000001",
+		PCRs:     map[int][]byte{4: pcr4[:]},
+		Log:      e.log,
+	}
+	go func() {
+		defer close(e.nsmDone)
+		if err := srv.Serve(ctx, ln); err != nil {
+			e.log.Error("the software NSM stopped", "err", err)
+		}
+	}()
+	return nil
+}
 
 // DialConfig connects to the enclave's config port.
 func DialConfig(ctx context.Context, home string) (net.Conn, error) {

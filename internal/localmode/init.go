@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
@@ -18,7 +20,6 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/host"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kmspolicy"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
@@ -75,7 +76,7 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 		return nil, err
 	}
 	defer kms.Close()
-	pcr0, err := nsm.PCR0File(bin)
+	pcr0, err := softnsm.PCR0File(bin)
 	if err != nil {
 		return nil, err
 	}
@@ -104,10 +105,10 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 
 func ensureCA(home string) error {
 	dir := filepath.Join(home, enclave.LocalNSMDir)
-	if _, err := nsm.LoadCARoot(dir); err == nil {
+	if _, err := softnsm.LoadCARoot(dir); err == nil {
 		return nil
 	}
-	ca, err := nsm.NewCA(time.Now())
+	ca, err := softnsm.NewCA(time.Now())
 	if err != nil {
 		return err
 	}

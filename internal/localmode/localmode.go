@@ -27,12 +27,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localkms"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
 
@@ -45,7 +46,7 @@ type KMS struct {
 
 // StartKMS serves the local KMS of home until Close.
 func StartKMS(home string, log *slog.Logger) (*KMS, error) {
-	ca, err := nsm.LoadCARoot(filepath.Join(home, enclave.LocalNSMDir))
+	ca, err := softnsm.LoadCARoot(filepath.Join(home, enclave.LocalNSMDir))
 	if err != nil {
 		return nil, err
 	}
@@ -97,5 +98,5 @@ func (k *KMS) Client(creds aws.Credentials) *awskms.Client {
 // NSMRoot is the software NSM's root certificate of home: what
 // verify-attestation --root trusts for local mode's documents.
 func NSMRoot(home string) string {
-	return filepath.Join(home, enclave.LocalNSMDir, nsm.CARootFile)
+	return filepath.Join(home, enclave.LocalNSMDir, softnsm.CARootFile)
 }

@@ -44,7 +44,7 @@ func (d *Device) Close() error {
 
 // Attest asks the NSM for an attestation document.
 func (d *Device) Attest(ctx context.Context, req AttestRequest) ([]byte, error) {
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	b, err := encodeAttestation(req)
@@ -61,7 +61,7 @@ func (d *Device) Attest(ctx context.Context, req AttestRequest) ([]byte, error) 
 // Random reads n bytes of NSM entropy, asking as many times as needed: the
 // NSM returns a fixed amount (256 bytes on current hardware) per request.
 func (d *Device) Random(ctx context.Context, n int) ([]byte, error) {
-	if err := checkRandomSize(n); err != nil {
+	if err := CheckRandomSize(n); err != nil {
 		return nil, err
 	}
 	req, err := encodeGetRandom()

@@ -1,12 +1,11 @@
 // Package nsm talks to a Nitro Secure Module: the /dev/nsm device inside an
-// AWS Nitro Enclave (Device), or a software stand-in for local mode
-// (Software) that signs attestation documents with its own CA.
+// AWS Nitro Enclave (Open), or, in local mode, the software NSM of package
+// softnsm that the helper serves on a unix socket (Socket). Both speak the
+// device's CBOR protocol, so the enclave program is the same in both modes.
 //
 // It trusts the device to answer in the documented CBOR protocol and checks
 // that it does; it does not interpret attestation documents, which consumers
-// verify with package attestation. The software NSM's documents chain only to
-// its own root: it must never be wired up where a real enclave is expected,
-// and a verifier must trust its root only when explicitly told to.
+// verify with package attestation.
 package nsm
 
 import (
@@ -65,7 +64,7 @@ func (e *DeviceError) Error() string {
 	return fmt.Sprintf("nsm: device returned error %q", e.Code)
 }
 
-func (r AttestRequest) validate() error {
+func (r AttestRequest) Validate() error {
 	for _, f := range []struct {
 		name string
 		b    []byte
@@ -77,14 +76,14 @@ func (r AttestRequest) validate() error {
 	return nil
 }
 
-func checkRandomSize(n int) error {
+func CheckRandomSize(n int) error {
 	if n < 0 || n > MaxRandom {
 		return fmt.Errorf("nsm: random size %d out of range 0..%d", n, MaxRandom)
 	}
 	return nil
 }
 
-func checkPCRIndex(index int) error {
+func CheckPCRIndex(index int) error {
 	if index < 0 || index >= PCRCount {
 		return fmt.Errorf("nsm: PCR index %d out of range 0..%d", index, PCRCount-1)
 	}

@@ -57,7 +57,7 @@ func encodeAttestation(req AttestRequest) ([]byte, error) {
 }
 
 func encodeDescribePCR(index int) ([]byte, error) {
-	if err := checkPCRIndex(index); err != nil {
+	if err := CheckPCRIndex(index); err != nil {
 		return nil, err
 	}
 	return encodeRequest(map[string]describePCRRequest{variantDescribePCR: {Index: uint16(index)}})

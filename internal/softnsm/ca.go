@@ -1,4 +1,4 @@
-package nsm
+package softnsm
 
 import (
 	"crypto/ecdsa"
@@ -70,9 +70,9 @@ func (c *CA) Root() *x509.Certificate { return c.root }
 // String and GoString keep the private key out of logs.
 func (c CA) String() string {
 	if c.root == nil {
-		return "nsm.CA{}"
+		return "softnsm.CA{}"
 	}
-	return fmt.Sprintf("nsm.CA{root: %q}", c.root.Subject.CommonName)
+	return fmt.Sprintf("softnsm.CA{root: %q}", c.root.Subject.CommonName)
 }
 
 func (c CA) GoString() string { return c.String() }

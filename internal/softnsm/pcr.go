@@ -1,4 +1,4 @@
-package nsm
+package softnsm
 
 import (
 	"crypto/sha512"

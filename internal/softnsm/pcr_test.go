@@ -1,9 +1,11 @@
-package nsm_test
+package softnsm_test
 
 import (
 	"bytes"
 	"crypto/sha512"
 	"testing"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 )
@@ -14,11 +16,11 @@ func TestPCR0IsAnExtendOfTheBinaryHash(t *testing.T) {
 	h := sha512.New384()
 	h.Write(make([]byte, 48))
 	h.Write(sum[:])
-	if got := nsm.PCR0(bin); !bytes.Equal(got, h.Sum(nil)) || len(got) != nsm.PCRSize {
+	if got := softnsm.PCR0(bin); !bytes.Equal(got, h.Sum(nil)) || len(got) != nsm.PCRSize {
 		t.Errorf("PCR0 = %x", got)
 	}
 	changed := append(bytes.Clone(bin), 0)
-	if bytes.Equal(nsm.PCR0(bin), nsm.PCR0(changed)) {
+	if bytes.Equal(softnsm.PCR0(bin), softnsm.PCR0(changed)) {
 		t.Error("changing the binary did not change PCR0")
 	}
 }

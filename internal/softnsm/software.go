@@ -1,4 +1,4 @@
-package nsm
+package softnsm
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/attestation"
 )
@@ -46,7 +48,7 @@ type Software struct {
 	interKey *ecdsa.PrivateKey
 }
 
-var _ NSM = (*Software)(nil)
+var _ nsm.NSM = (*Software)(nil)
 
 // NewSoftware returns a software NSM; nil cfg means defaults.
 func NewSoftware(cfg *SoftwareConfig) (*Software, error) {
@@ -75,14 +77,14 @@ func NewSoftware(cfg *SoftwareConfig) (*Software, error) {
 
 func (s *Software) setPCRs(pcrs map[int][]byte) error {
 	for i := range s.pcrs {
-		s.pcrs[i] = make([]byte, PCRSize)
+		s.pcrs[i] = make([]byte, nsm.PCRSize)
 	}
 	for i, v := range pcrs {
 		if i < 0 || i >= lockedPCRs {
 			return fmt.Errorf("nsm: software PCR index %d out of range 0..%d", i, lockedPCRs-1)
 		}
-		if len(v) != PCRSize {
-			return fmt.Errorf("nsm: software PCR%d is %d bytes, want %d", i, len(v), PCRSize)
+		if len(v) != nsm.PCRSize {
+			return fmt.Errorf("nsm: software PCR%d is %d bytes, want %d", i, len(v), nsm.PCRSize)
 		}
 		s.pcrs[i] = append([]byte(nil), v...)
 	}
@@ -106,15 +108,15 @@ func (s *Software) Root() *x509.Certificate { return s.ca.Root() }
 func (s *Software) ModuleID() string { return s.moduleID }
 
 // String and GoString keep the CA key out of logs.
-func (s *Software) String() string   { return fmt.Sprintf("nsm.Software{module_id: %q}", s.moduleID) }
+func (s *Software) String() string   { return fmt.Sprintf("softnsm.Software{module_id: %q}", s.moduleID) }
 func (s *Software) GoString() string { return s.String() }
 
 // Attest returns a document signed by a fresh leaf valid for three hours.
-func (s *Software) Attest(ctx context.Context, req AttestRequest) ([]byte, error) {
+func (s *Software) Attest(ctx context.Context, req nsm.AttestRequest) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("nsm: %w", err)
 	}
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	now := s.now()
@@ -171,7 +173,7 @@ func (s *Software) Random(ctx context.Context, n int) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("nsm: %w", err)
 	}
-	if err := checkRandomSize(n); err != nil {
+	if err := nsm.CheckRandomSize(n); err != nil {
 		return nil, err
 	}
 	b := make([]byte, n)
@@ -187,11 +189,11 @@ func (s *Software) DescribePCR(ctx context.Context, index int) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("nsm: %w", err)
 	}
-	if err := checkPCRIndex(index); err != nil {
+	if err := nsm.CheckPCRIndex(index); err != nil {
 		return nil, err
 	}
 	if index >= lockedPCRs {
-		return make([]byte, PCRSize), nil
+		return make([]byte, nsm.PCRSize), nil
 	}
 	return append([]byte(nil), s.pcrs[index]...), nil
 }

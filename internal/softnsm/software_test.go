@@ -1,4 +1,4 @@
-package nsm_test
+package softnsm_test
 
 import (
 	"bytes"
@@ -10,12 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/tmkms-nitro/tmkms-nitro/internal/attestation"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
 )
 
-var _ nsm.NSM = (*nsm.Software)(nil)
+var _ nsm.NSM = (*softnsm.Software)(nil)
 
 // clock is an adjustable time source for the software NSM.
 type clock struct {
@@ -35,8 +37,8 @@ func verifyWith(root *x509.Certificate, at time.Time, doc []byte) (*attestation.
 
 func TestSoftwareAttest(t *testing.T) {
 	clk := &clock{t: t0}
-	pcr0, pcr3, pcr4 := nsm.PCR0([]byte("binary")), pcrSlice(pcr.PCR3("arn:aws:iam::1:role/r")), pcrSlice(pcr.PCR4("i-1"))
-	soft, err := nsm.NewSoftware(&nsm.SoftwareConfig{
+	pcr0, pcr3, pcr4 := softnsm.PCR0([]byte("binary")), pcrSlice(pcr.PCR3("arn:aws:iam::1:role/r")), pcrSlice(pcr.PCR4("i-1"))
+	soft, err := softnsm.NewSoftware(&softnsm.SoftwareConfig{
 		ModuleID: "i-1-enc2",
 		PCRs:     map[int][]byte{0: pcr0, 3: pcr3, 4: pcr4},
 		Now:      clk.now,
@@ -88,7 +90,7 @@ func TestSoftwareAttest(t *testing.T) {
 }
 
 func TestSoftwareDefaults(t *testing.T) {
-	soft, err := nsm.NewSoftware(nil)
+	soft, err := softnsm.NewSoftware(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +117,7 @@ func TestSoftwareDefaults(t *testing.T) {
 
 func TestSoftwareRenewsIntermediate(t *testing.T) {
 	clk := &clock{t: t0}
-	soft, err := nsm.NewSoftware(&nsm.SoftwareConfig{Now: clk.now})
+	soft, err := softnsm.NewSoftware(&softnsm.SoftwareConfig{Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,18 +143,18 @@ func TestSoftwareRenewsIntermediate(t *testing.T) {
 func TestSoftwareRefuses(t *testing.T) {
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
-	for name, cfg := range map[string]*nsm.SoftwareConfig{
+	for name, cfg := range map[string]*softnsm.SoftwareConfig{
 		"PCR 16":         {PCRs: map[int][]byte{16: make([]byte, 48)}},
 		"PCR -1":         {PCRs: map[int][]byte{-1: make([]byte, 48)}},
 		"short PCR":      {PCRs: map[int][]byte{0: make([]byte, 32)}},
 		"SHA-512 PCR":    {PCRs: map[int][]byte{0: make([]byte, 64)}},
 		"nil PCR values": {PCRs: map[int][]byte{2: nil}},
 	} {
-		if s, err := nsm.NewSoftware(cfg); err == nil {
+		if s, err := softnsm.NewSoftware(cfg); err == nil {
 			t.Errorf("%s: NewSoftware = %v, want an error", name, s)
 		}
 	}
-	soft, err := nsm.NewSoftware(nil)
+	soft, err := softnsm.NewSoftware(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +178,7 @@ func TestSoftwareRefuses(t *testing.T) {
 }
 
 func TestSoftwareRandom(t *testing.T) {
-	soft, err := nsm.NewSoftware(nil)
+	soft, err := softnsm.NewSoftware(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +196,7 @@ func TestSoftwareRandom(t *testing.T) {
 }
 
 func TestSoftwareConcurrentAttest(t *testing.T) {
-	soft, err := nsm.NewSoftware(nil)
+	soft, err := softnsm.NewSoftware(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

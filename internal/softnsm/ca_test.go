@@ -1,4 +1,4 @@
-package nsm_test
+package softnsm_test
 
 import (
 	"crypto/ecdsa"
@@ -12,13 +12,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
+
 	"github.com/tmkms-nitro/tmkms-nitro/internal/attestation"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 )
 
-func newCA(t *testing.T) *nsm.CA {
+func newCA(t *testing.T) *softnsm.CA {
 	t.Helper()
-	ca, err := nsm.NewCA(t0)
+	ca, err := softnsm.NewCA(t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func TestCAPersistence(t *testing.T) {
 	if err := ca.Save(dir); err != nil {
 		t.Fatal(err)
 	}
-	for file, want := range map[string]os.FileMode{"": 0o700, nsm.CAKeyFile: 0o600, nsm.CARootFile: 0o644} {
+	for file, want := range map[string]os.FileMode{"": 0o700, softnsm.CAKeyFile: 0o600, softnsm.CARootFile: 0o644} {
 		info, err := os.Stat(filepath.Join(dir, file))
 		if err != nil {
 			t.Fatal(err)
@@ -43,14 +45,14 @@ func TestCAPersistence(t *testing.T) {
 			t.Errorf("%s has mode %v, want at most %v", filepath.Join(dir, file), got, want)
 		}
 	}
-	loaded, err := nsm.LoadCA(dir)
+	loaded, err := softnsm.LoadCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !loaded.Root().Equal(ca.Root()) {
 		t.Error("loaded root differs")
 	}
-	soft, err := nsm.NewSoftware(&nsm.SoftwareConfig{CA: loaded})
+	soft, err := softnsm.NewSoftware(&softnsm.SoftwareConfig{CA: loaded})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func TestCAPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := nsm.LoadCARoot(dir)
+	root, err := softnsm.LoadCARoot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func TestCAPersistence(t *testing.T) {
 	if err := newCA(t).Save(dir); err == nil {
 		t.Error("Save overwrote an existing CA")
 	}
-	if again, err := nsm.LoadCA(dir); err != nil || !again.Root().Equal(ca.Root()) {
+	if again, err := softnsm.LoadCA(dir); err != nil || !again.Root().Equal(ca.Root()) {
 		t.Errorf("CA changed after a refused Save: %v", err)
 	}
 }
@@ -89,47 +91,47 @@ func TestLoadCARefuses(t *testing.T) {
 		{"missing directory", func(t *testing.T) string { return filepath.Join(t.TempDir(), "none") }, "failed to read CA root"},
 		{"key readable by others", func(t *testing.T) string {
 			dir := saved(t)
-			if err := os.Chmod(filepath.Join(dir, nsm.CAKeyFile), 0o644); err != nil {
+			if err := os.Chmod(filepath.Join(dir, softnsm.CAKeyFile), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			return dir
 		}, "chmod 600"},
 		{"key of another CA", func(t *testing.T) string {
 			dir, other := saved(t), saved(t)
-			copyFile(t, filepath.Join(other, nsm.CAKeyFile), filepath.Join(dir, nsm.CAKeyFile), 0o600)
+			copyFile(t, filepath.Join(other, softnsm.CAKeyFile), filepath.Join(dir, softnsm.CAKeyFile), 0o600)
 			return dir
 		}, "does not match"},
 		{"missing key", func(t *testing.T) string {
 			dir := saved(t)
-			if err := os.Remove(filepath.Join(dir, nsm.CAKeyFile)); err != nil {
+			if err := os.Remove(filepath.Join(dir, softnsm.CAKeyFile)); err != nil {
 				t.Fatal(err)
 			}
 			return dir
 		}, "failed to read CA key"},
 		{"root not PEM", func(t *testing.T) string {
 			dir := saved(t)
-			writeFile(t, filepath.Join(dir, nsm.CARootFile), []byte("junk"), 0o644)
+			writeFile(t, filepath.Join(dir, softnsm.CARootFile), []byte("junk"), 0o644)
 			return dir
 		}, "no PEM CERTIFICATE block"},
 		{"root not a CA", func(t *testing.T) string {
 			dir := saved(t)
-			soft, err := nsm.NewSoftware(nil)
+			soft, err := softnsm.NewSoftware(nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			leaf := leafOf(t, soft)
-			writeFile(t, filepath.Join(dir, nsm.CARootFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}), 0o644)
+			writeFile(t, filepath.Join(dir, softnsm.CARootFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}), 0o644)
 			return dir
 		}, "not a self-signed CA"},
 		{"key not PEM", func(t *testing.T) string {
 			dir := saved(t)
-			writeFile(t, filepath.Join(dir, nsm.CAKeyFile), []byte("junk"), 0o600)
+			writeFile(t, filepath.Join(dir, softnsm.CAKeyFile), []byte("junk"), 0o600)
 			return dir
 		}, "no PEM PRIVATE KEY block"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ca, err := nsm.LoadCA(tt.setup(t))
+			ca, err := softnsm.LoadCA(tt.setup(t))
 			if ca != nil || err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "nsm: ") {
 				t.Fatalf("LoadCA = %v, %v; want an error containing %q", ca, err, tt.want)
 			}
@@ -143,7 +145,7 @@ func TestSecretsAreNotPrinted(t *testing.T) {
 	if err := ca.Save(dir); err != nil {
 		t.Fatal(err)
 	}
-	keyPEM, err := os.ReadFile(filepath.Join(dir, nsm.CAKeyFile))
+	keyPEM, err := os.ReadFile(filepath.Join(dir, softnsm.CAKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func TestSecretsAreNotPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	secrets := []string{hex.EncodeToString(scalar), new(big.Int).SetBytes(scalar).String(), "PRIVATE"}
-	soft, err := nsm.NewSoftware(&nsm.SoftwareConfig{CA: ca})
+	soft, err := softnsm.NewSoftware(&softnsm.SoftwareConfig{CA: ca})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +175,7 @@ func TestSecretsAreNotPrinted(t *testing.T) {
 	}
 }
 
-func leafOf(t *testing.T, soft *nsm.Software) *x509.Certificate {
+func leafOf(t *testing.T, soft *softnsm.Software) *x509.Certificate {
 	t.Helper()
 	raw, err := soft.Attest(t.Context(), nsm.AttestRequest{})
 	if err != nil {
