@@ -70,6 +70,9 @@ func Reasons() []Reason { return slices.Clone(reasons) }
 // Known reports whether r is one of the Reason constants.
 func (r Reason) Known() bool { return slices.Contains(reasons, r) }
 
+// MaxRefusalText bounds Refused.Message, in bytes.
+const MaxRefusalText = maxErrText
+
 // maxBlockHash bounds Signed.BlockHash; CometBFT's hashes are 32 bytes.
 const maxBlockHash = 64
 
@@ -103,8 +106,8 @@ func (r *Refused) validate() error {
 		return invalid("refusal at step %d, want 0 to 3", r.Step)
 	case !r.Reason.Known():
 		return invalid("unknown refusal reason %q", r.Reason)
-	case len(r.Message) > maxErrText:
-		return invalid("refusal message is %d bytes, at most %d allowed", len(r.Message), maxErrText)
+	case len(r.Message) > MaxRefusalText:
+		return invalid("refusal message is %d bytes, at most %d allowed", len(r.Message), MaxRefusalText)
 	}
 	return checkHR(r.Height, r.Round)
 }
