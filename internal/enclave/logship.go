@@ -15,7 +15,7 @@ import (
 // queue in a bounded buffer and the overflow is counted and dropped.
 type shipper struct {
 	dial    func(ctx context.Context, port uint32) (net.Conn, error)
-	port    atomic.Uint32 // the host's log port; the configuration may change it
+	port    atomic.Uint32             // the host's log port; the configuration may change it
 	queue   chan enclaveproto.Message // *LogRecord or an Event
 	dropped atomic.Uint64
 }

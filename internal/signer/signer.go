@@ -75,7 +75,7 @@ type Event struct {
 
 // Options are optional settings of a Signer.
 type Options struct {
-	Log     *slog.Logger // nil discards
+	Log *slog.Logger // nil discards
 	// Observe is called once for every signing request answered, signed
 	// or refused, and for every public key request refused. It must not
 	// block: requests that reach the guard call it under the signer's lock.
