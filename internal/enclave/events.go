@@ -14,12 +14,11 @@ import (
 // answered with the stored signature signed nothing new.
 func eventOf(chainID string, e signer.Event) enclaveproto.Event {
 	if e.Err != nil {
+		// The message is for people: a cut one still serves. The host
+		// requires valid UTF-8, which neither the cut nor an error quoting
+		// request bytes is sure to leave.
 		msg := e.Err.Error()
-		if len(msg) > enclaveproto.MaxRefusalText {
-			// The message is for people: a cut one still serves, if the
-			// cut leaves valid UTF-8, which the host requires.
-			msg = strings.ToValidUTF8(msg[:enclaveproto.MaxRefusalText], "")
-		}
+		msg = strings.ToValidUTF8(msg[:min(len(msg), enclaveproto.MaxRefusalText)], "")
 		return &enclaveproto.Refused{ChainID: chainID, Height: e.HRS.Height, Round: e.HRS.Round, Step: int8(e.HRS.Step),
 			Reason: reasonOf(e.Err), Message: msg}
 	}

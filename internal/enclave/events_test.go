@@ -70,6 +70,8 @@ func TestEventOf(t *testing.T) {
 			&enclaveproto.Refused{ChainID: "c", Reason: enclaveproto.ReasonWrongChainID, Message: "wrong chain id"}},
 		{"refused with a long message", signer.Event{Err: long},
 			&enclaveproto.Refused{ChainID: "c", Reason: enclaveproto.ReasonOther, Message: "x" + strings.Repeat("é", enclaveproto.MaxRefusalText/2-1)}},
+		{"refused with bytes that are not UTF-8", signer.Event{Err: errors.New("chain \xff\xfe")},
+			&enclaveproto.Refused{ChainID: "c", Reason: enclaveproto.ReasonOther, Message: "chain "}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
