@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -147,10 +146,12 @@ func initStack(ctx context.Context, home, addr string, o Options, anchor *host.A
 func (st *stackRun) startOptions(addr string, t0 time.Time, o Options) localmode.StartOptions {
 	var once sync.Once
 	return localmode.StartOptions{
-		Home: st.home, Enclave: st.bin, Address: addr,
-		Log: slog.New(&pidHandler{next: o.Log.Handler(), pid: &st.pid, started: func() {
-			st.enclaveStarted.Store(int64(time.Since(t0)))
-		}}),
+		Home: st.home, Enclave: st.bin, Address: addr, Log: o.Log,
+		Spawned: func(pid int) {
+			if st.pid.Swap(int64(pid)) == 0 {
+				st.enclaveStarted.Store(int64(time.Since(t0)))
+			}
+		},
 		Configured: func(*enclaveproto.Configured) {
 			once.Do(func() { st.configured.Store(int64(time.Since(t0))) })
 		},
@@ -220,43 +221,4 @@ func procMemory(pid int) (hwm, rss int64, err error) {
 func kB(v string) int64 {
 	n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 	return n << 10
-}
-
-// enclaveStartedMessage is what localmode logs, with pid=N, when it starts
-// the enclave process.
-const enclaveStartedMessage = "started the local enclave"
-
-// pidHandler passes records on and remembers the pid of the last enclave
-// process the helper reports starting.
-type pidHandler struct {
-	next    slog.Handler
-	pid     *atomic.Int64
-	started func()
-}
-
-func (h *pidHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *pidHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == enclaveStartedMessage {
-		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "pid" && a.Value.Kind() == slog.KindInt64 {
-				if h.pid.Swap(a.Value.Int64()) == 0 {
-					h.started()
-				}
-			}
-			return true
-		})
-	}
-	if !h.next.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return h.next.Handle(ctx, r)
-}
-
-func (h *pidHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &pidHandler{next: h.next.WithAttrs(as), pid: h.pid, started: h.started}
-}
-
-func (h *pidHandler) WithGroup(name string) slog.Handler {
-	return &pidHandler{next: h.next.WithGroup(name), pid: h.pid, started: h.started}
 }

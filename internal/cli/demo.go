@@ -22,8 +22,8 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdlocal"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localnode"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
 func runDemo(ctx context.Context, env *Env, args []string) error {
@@ -185,12 +185,15 @@ func (d *demoRun) startSigner(ctx context.Context, home, bin string, log *slog.L
 	s := &demoSigner{name: filepath.Base(home), configured: make(chan struct{})}
 	ctx, s.stop = context.WithCancel(ctx)
 	var once sync.Once
+	instance := ""
 	if d.instances > 0 {
+		instance = s.name
 		log = log.With("instance", s.name)
 	}
 	go func() {
 		errc <- localmode.Start(ctx, localmode.StartOptions{Home: home, Enclave: bin, Log: log,
-			Configured: func(*enclaveproto.Configured) { once.Do(func() { close(s.configured) }) }})
+			Configured: func(*enclaveproto.Configured) { once.Do(func() { close(s.configured) }) },
+			Events:     func(ev enclaveproto.Event) { d.event(ev, instance) }})
 	}()
 	return s
 }
@@ -235,14 +238,21 @@ func (d *demoRun) stopSigning(signers []*demoSigner) bool {
 	return false
 }
 
-func (d *demoRun) signed(hrs, block, instance string, latency time.Duration) {
-	h, r, step, err := metrics.ParseHRS(hrs)
-	if err != nil {
-		return
+// event prints a line for each signature and refusal of an instance
+// ("" without --ha).
+func (d *demoRun) event(ev enclaveproto.Event, instance string) {
+	switch ev := ev.(type) {
+	case *enclaveproto.Signed:
+		d.signed(ev, instance)
+	case *enclaveproto.Refused:
+		d.refused(ev)
 	}
+}
+
+func (d *demoRun) signed(ev *enclaveproto.Signed, instance string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.latencies = append(d.latencies, latency)
+	d.latencies = append(d.latencies, ev.Latency)
 	by := ""
 	if instance != "" {
 		if d.lastBy != "" && instance != d.lastBy {
@@ -252,14 +262,19 @@ func (d *demoRun) signed(hrs, block, instance string, latency time.Duration) {
 		d.perInstance[instance]++
 		by = "  by " + instance
 	}
-	fmt.Fprintf(d.env.Stdout, "height %5d  round %d  %-9s  block %-12s  signed in %6.2f ms%s\n", h, r, step, strings.ToUpper(block), float64(latency.Microseconds())/1000, by)
+	block := "NIL"
+	if len(ev.BlockHash) > 0 {
+		block = fmt.Sprintf("%X", ev.BlockHash[:min(len(ev.BlockHash), 6)])
+	}
+	fmt.Fprintf(d.env.Stdout, "height %5d  round %d  %-9s  block %-12s  signed in %6.2f ms%s\n",
+		ev.Height, ev.Round, signstate.Step(ev.Step), block, float64(ev.Latency.Microseconds())/1000, by)
 }
 
-func (d *demoRun) refused(msg string, attrs map[string]string) {
+func (d *demoRun) refused(ev *enclaveproto.Refused) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.refusals++
-	fmt.Fprintf(d.env.Stdout, "REFUSED %s: %s %s\n", attrs["hrs"], msg, attrs["err"])
+	fmt.Fprintf(d.env.Stdout, "REFUSED %d/%d/%s (%s): %s\n", ev.Height, ev.Round, signstate.Step(ev.Step), ev.Reason, ev.Message)
 }
 
 func (d *demoRun) summary(height int64, took time.Duration) error {
@@ -281,8 +296,8 @@ func (d *demoRun) summary(height int64, took time.Duration) error {
 	return nil
 }
 
-// demoHandler turns the enclave's per-signature log records, relayed by
-// the helper, into the demo's lines; with -v it also prints everything.
+// demoHandler prints the helper's and the enclave's errors to stderr, and
+// with -v every record; the lines on stdout come from the enclave's events.
 type demoHandler struct {
 	d     *demoRun
 	attrs []slog.Attr
@@ -296,14 +311,7 @@ func (h *demoHandler) Handle(_ context.Context, r slog.Record) error {
 		attrs[a.Key] = a.Value.String()
 	}
 	r.Attrs(func(a slog.Attr) bool { attrs[a.Key] = a.Value.String(); return true })
-	fromEnclave := attrs["source"] == "enclave"
-	switch {
-	case fromEnclave && r.Message == "signed":
-		lat, _ := time.ParseDuration(attrs["latency"])
-		h.d.signed(attrs["hrs"], attrs["block"], attrs["instance"], lat)
-	case fromEnclave && r.Level >= slog.LevelError && strings.HasPrefix(r.Message, "refused"):
-		h.d.refused(r.Message, attrs)
-	case h.d.verbose || r.Level >= slog.LevelError:
+	if h.d.verbose || r.Level >= slog.LevelError {
 		fmt.Fprintf(h.d.env.Stderr, "%s %s %s %v\n", r.Time.Format("15:04:05.000"), r.Level, r.Message, attrs)
 	}
 	return nil

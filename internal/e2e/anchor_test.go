@@ -424,7 +424,7 @@ func TestAnchorKeyProvenance(t *testing.T) {
 	denied("GenerateDataKey without an attestation", err)
 
 	// Through the enclave: an import with the role's credentials.
-	enc, err := localmode.StartEnclave(ctx, filepath.Join(bin, "tmkms-nitro-enclave"), home, nopLog())
+	enc, err := localmode.StartEnclave(ctx, filepath.Join(bin, "tmkms-nitro-enclave"), home, nopLog(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

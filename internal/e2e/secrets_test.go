@@ -120,7 +120,7 @@ func withEnclave(t *testing.T, bin, home string, do func(ctx context.Context, cf
 		t.Fatal(err)
 	}
 	defer kms.Close()
-	enc, err := localmode.StartEnclave(ctx, filepath.Join(bin, "tmkms-nitro-enclave"), home, nopLog())
+	enc, err := localmode.StartEnclave(ctx, filepath.Join(bin, "tmkms-nitro-enclave"), home, nopLog(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

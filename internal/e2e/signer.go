@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"crypto/ed25519"
@@ -21,6 +22,8 @@ import (
 type Signer struct {
 	*signer.Signer
 	Logs *SyncBuffer
+	// Refused counts the requests the signer refused or failed.
+	Refused *atomic.Int64
 }
 
 // StartSigner runs our signer (state file in a fresh temp dir) dialing addr
@@ -37,7 +40,12 @@ func StartSigner(t testing.TB, addr, chainID string, key signer.Key, d privval.D
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := signer.New(key, chainID, store.State(), store, signer.Options{Log: log})
+	refused := new(atomic.Int64)
+	s := signer.New(key, chainID, store.State(), store, signer.Options{Log: log, Observe: func(e signer.Event) {
+		if e.Err != nil {
+			refused.Add(1)
+		}
+	}})
 	_, identity, _ := ed25519.GenerateKey(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -55,7 +63,7 @@ func StartSigner(t testing.TB, addr, chainID string, key signer.Key, d privval.D
 			t.Logf("signer log:\n%s", logs)
 		}
 	})
-	return &Signer{Signer: s, Logs: logs}
+	return &Signer{Signer: s, Logs: logs, Refused: refused}
 }
 
 // SyncBuffer collects output from several goroutines.

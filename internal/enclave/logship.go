@@ -10,36 +10,36 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 )
 
-// shipper sends log records to the host over one long-lived connection. A
-// slow or absent host never blocks the signer: records queue in a bounded
-// buffer and the overflow is counted and dropped.
+// shipper sends log records and events to the host over one long-lived
+// connection. A slow or absent host never blocks the signer: messages
+// queue in a bounded buffer and the overflow is counted and dropped.
 type shipper struct {
 	dial    func(ctx context.Context, port uint32) (net.Conn, error)
-	port    atomic.Uint32 // the host's log port; the configuration may change it
-	queue   chan *enclaveproto.LogRecord
+	port    atomic.Uint32             // the host's log port; the configuration may change it
+	queue   chan enclaveproto.Message // *LogRecord or an Event
 	dropped atomic.Uint64
 }
 
 func newShipper(dial func(ctx context.Context, port uint32) (net.Conn, error), port uint32) *shipper {
-	s := &shipper{dial: dial, queue: make(chan *enclaveproto.LogRecord, 1024)}
+	s := &shipper{dial: dial, queue: make(chan enclaveproto.Message, 1024)}
 	s.port.Store(port)
 	return s
 }
 
-func (s *shipper) enqueue(r *enclaveproto.LogRecord) {
+func (s *shipper) enqueue(m enclaveproto.Message) {
 	select {
-	case s.queue <- r:
+	case s.queue <- m:
 	default:
 		s.dropped.Add(1)
 	}
 }
 
-// run delivers queued records until ctx ends, redialing as needed.
+// run delivers queued messages until ctx ends, redialing as needed.
 func (s *shipper) run(ctx context.Context) {
 	var c *enclaveproto.Conn
 	backoff := 100 * time.Millisecond
 	for {
-		var r *enclaveproto.LogRecord
+		var r enclaveproto.Message
 		select {
 		case <-ctx.Done():
 			return
@@ -50,7 +50,7 @@ func (s *shipper) run(ctx context.Context) {
 			if err == nil {
 				c = enclaveproto.NewConn(nc, enclaveproto.MaxPayload(enclaveproto.TypeLogRecord))
 				if n := s.dropped.Swap(0); n > 0 {
-					c.Send(ctx, &enclaveproto.LogRecord{Time: time.Now(), Level: int(slog.LevelWarn), Message: "log records dropped while the host was unreachable", Attrs: []enclaveproto.Attr{{Key: "count", Value: itoa(n)}}}, 0)
+					c.Send(ctx, &enclaveproto.LogRecord{Time: time.Now(), Level: int(slog.LevelWarn), Message: "log records and events dropped while the host was unreachable", Attrs: []enclaveproto.Attr{{Key: "count", Value: itoa(n)}}}, 0)
 				}
 				break
 			}

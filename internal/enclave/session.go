@@ -115,7 +115,11 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 			e.log.Warn("the validator's identity is not pinned (no node_id@ in the address): any peer the host connects us to is accepted", "address", a.String())
 		}
 	}
-	opts := signer.Options{Log: e.log, MaxHeight: c.MaxHeight}
+	opts := signer.Options{Log: e.log, MaxHeight: c.MaxHeight, Observe: func(ev signer.Event) {
+		if m := eventOf(c.ChainID, ev); m != nil {
+			e.ship.enqueue(m)
+		}
+	}}
 	if guard != nil {
 		opts.Cluster = guard
 	}

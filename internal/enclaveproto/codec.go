@@ -27,6 +27,8 @@ const (
 	TypeCommitDecision Type = 0x23
 	TypeCommitResult   Type = 0x24
 	TypeLogRecord      Type = 0x30
+	TypeSigned         Type = 0x31
+	TypeRefused        Type = 0x32
 )
 
 // newMessage returns a zero message of type t to decode into.
@@ -60,6 +62,10 @@ func newMessage(t Type) (Message, bool) {
 		return new(CommitResult), true
 	case TypeLogRecord:
 		return new(LogRecord), true
+	case TypeSigned:
+		return new(Signed), true
+	case TypeRefused:
+		return new(Refused), true
 	}
 	return nil, false
 }
@@ -95,6 +101,10 @@ func (t Type) String() string {
 		return "CommitResult"
 	case TypeLogRecord:
 		return "LogRecord"
+	case TypeSigned:
+		return "Signed"
+	case TypeRefused:
+		return "Refused"
 	}
 	return fmt.Sprintf("type 0x%02x", uint8(t))
 }
@@ -104,7 +114,7 @@ func (t Type) String() string {
 // get the smallest of their limits.
 func MaxPayload(t Type) int {
 	switch {
-	case t == TypeLogRecord:
+	case t >= TypeLogRecord && t <= TypeRefused:
 		return MaxLogPayload
 	case t >= TypeConfigure && t <= TypeSealAnchor:
 		return MaxConfigPayload

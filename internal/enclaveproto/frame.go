@@ -1,7 +1,9 @@
 // Package enclaveproto is the wire protocol between the host helper and the
 // enclave: the config push and key generation (vsock 5050), the double-sign
-// state channel (5555) and log shipping (6050). The validator connection
-// (5000) carries raw privval bytes and is not framed here.
+// state channel (5555) and the log channel (6050), which carries log
+// records for people and events (Signed, Refused) for programs. The
+// validator connection (5000) carries raw privval bytes and is not framed
+// here.
 //
 // Every message is one frame:
 //
@@ -48,7 +50,7 @@ const (
 const (
 	MaxConfigPayload = 1 << 20  // config channel: sealed keys, attestation documents
 	MaxStatePayload  = 8 << 10  // state channel: one state record (~1 KiB) plus HRS
-	MaxLogPayload    = 16 << 10 // log channel: one log record
+	MaxLogPayload    = 16 << 10 // log channel: one log record or event
 )
 
 // Errors. Every decoding failure wraps exactly one of these (or is io.EOF

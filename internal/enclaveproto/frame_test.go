@@ -74,6 +74,8 @@ func badFrames(t *testing.T) []struct {
 		{"bad-deep-nesting", frameOf(TypeError, bytes.Repeat([]byte{0x81}, 20)), ErrMalformed},
 		{"bad-short-seed", mustRawFrame(t, TypeImportKey, &ImportKey{Purpose: PurposeConsensus, Seed: make([]byte, 31)}), ErrMalformed},
 		{"bad-error-code", frameOf(TypeError, []byte("\xa1\x64code\x63A B")), ErrMalformed},
+		{"bad-unknown-reason", mustRawFrame(t, TypeRefused, &Refused{Reason: "double-sign"}), ErrMalformed},
+		{"bad-signed-step", mustRawFrame(t, TypeSigned, &Signed{Height: 1, Step: 4}), ErrMalformed},
 		{"bad-state-over-type-limit", header(Magic, Version, TypePersistState, 0, 9, MaxStatePayload+1), ErrTooLarge},
 	}
 }

@@ -92,6 +92,9 @@ func samples() []struct {
 			Time: time.Date(2026, 11, 25, 0, 39, 43, 123456789, time.UTC), Level: 4, Message: "signed vote",
 			Attrs: []Attr{{Key: "height", Value: "1234568"}, {Key: "type", Value: "prevote"}},
 		}},
+		{"signed", 0, &Signed{ChainID: "cosmoshub-4", Height: 1234568, Round: 1, Step: 3, BlockHash: seq(32, 0xe0), Latency: 1843 * time.Microsecond}},
+		{"refused", 0, &Refused{ChainID: "cosmoshub-4", Height: 1234568, Round: 0, Step: 2, Reason: ReasonDoubleSign,
+			Message: "double sign: conflicting data at 1234568/0/prevote"}},
 		{"error", 1, &Error{Code: CodeKMSAccessDenied, Message: "kms: Decrypt denied by key policy (check PCR0 and PCR4)"}},
 	}
 }

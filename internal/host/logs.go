@@ -5,18 +5,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
-	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
 // LogSink prints the enclave's log records through the host's logger, at
-// their own level, marked source=enclave.
+// their own level, marked source=enclave, and counts and passes on its
+// events. Records are read by people only: what the enclave did is taken
+// from its events, never from the wording of its logs.
 type LogSink struct {
 	Log     *slog.Logger
-	Metrics *metrics.Metrics // optional: signatures and refusals are counted from the records
+	Metrics *metrics.Metrics         // optional: counts signatures and refusals
+	Events  func(enclaveproto.Event) // optional: called for each event, after Metrics
 }
 
 // Serve accepts the enclave's log connection until ctx ends.
@@ -32,40 +34,35 @@ func (s *LogSink) serveConn(ctx context.Context, nc net.Conn) error {
 		if err != nil {
 			return err
 		}
-		r, ok := m.(*enclaveproto.LogRecord)
-		if !ok {
+		switch m := m.(type) {
+		case *enclaveproto.LogRecord:
+			rec := slog.NewRecord(m.Time, slog.Level(m.Level), m.Message, 0)
+			for _, a := range m.Attrs {
+				rec.AddAttrs(slog.String(a.Key, a.Value))
+			}
+			if h := log.Handler(); h.Enabled(ctx, rec.Level) {
+				h.Handle(ctx, rec)
+			}
+		case enclaveproto.Event:
+			s.count(m)
+			if s.Events != nil {
+				s.Events(m)
+			}
+		default:
 			return fmt.Errorf("%w: %s on the log channel", enclaveproto.ErrUnexpectedType, m.Type())
-		}
-		rec := slog.NewRecord(r.Time, slog.Level(r.Level), r.Message, 0)
-		for _, a := range r.Attrs {
-			rec.AddAttrs(slog.String(a.Key, a.Value))
-		}
-		s.count(r)
-		if h := log.Handler(); h.Enabled(ctx, rec.Level) {
-			h.Handle(ctx, rec)
 		}
 	}
 }
 
-// count feeds the metrics from the enclave's one-line-per-signature and
-// per-refusal records.
-func (s *LogSink) count(r *enclaveproto.LogRecord) {
+func (s *LogSink) count(ev enclaveproto.Event) {
 	if s.Metrics == nil {
 		return
 	}
-	attrs := make(map[string]string, len(r.Attrs))
-	for _, a := range r.Attrs {
-		attrs[a.Key] = a.Value
-	}
-	switch {
-	case r.Message == "signed":
-		h, round, step, err := metrics.ParseHRS(attrs["hrs"])
-		if err != nil {
-			return
-		}
-		latency, _ := time.ParseDuration(attrs["latency"])
-		s.Metrics.Signed(attrs["chain_id"], attrs["type"], h, round, step, latency)
-	case strings.HasPrefix(r.Message, "refused"):
-		s.Metrics.Refused(attrs["chain_id"], metrics.ReasonFromError(r.Message+": "+attrs["err"]))
+	switch ev := ev.(type) {
+	case *enclaveproto.Signed:
+		step := signstate.Step(ev.Step).String()
+		s.Metrics.Signed(ev.ChainID, step, ev.Height, ev.Round, step, ev.Latency)
+	case *enclaveproto.Refused:
+		s.Metrics.Refused(ev.ChainID, ev.Reason)
 	}
 }

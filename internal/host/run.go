@@ -33,6 +33,9 @@ type Options struct {
 	Log         *slog.Logger
 	// Configured is called when an enclave has been (re)configured.
 	Configured func(*enclaveproto.Configured)
+	// Events, if set, is called for each signature and refusal the
+	// enclave reports.
+	Events func(enclaveproto.Event)
 	// EnclaveTimeout: see Configurator.StartupTimeout.
 	EnclaveTimeout time.Duration
 }
@@ -95,7 +98,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	errs := []error{
 		serve("state", cfg.EnclaveStatePort, stateServer.Serve),
-		serve("log", cfg.EnclaveLogPort, (&LogSink{Log: o.Log, Metrics: m}).Serve),
+		serve("log", cfg.EnclaveLogPort, (&LogSink{Log: o.Log, Metrics: m, Events: o.Events}).Serve),
 	}
 	// Node i is bridged on the port after node i-1's, as the enclave dials.
 	for i, v := range validators {

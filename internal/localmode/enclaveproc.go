@@ -69,6 +69,7 @@ func enclaveRunning(ctx context.Context, home string) bool {
 type Enclave struct {
 	bin, home string
 	log       *slog.Logger
+	spawned   func(pid int) // nil: no one asked
 	done      chan struct{} // closed when supervision has ended
 	nsmDone   chan struct{} // closed when the software NSM has stopped
 }
@@ -76,9 +77,10 @@ type Enclave struct {
 // StartEnclave runs the enclave program for home until ctx ends, restarting
 // it if it exits. If an enclave is already running for home (the helper was
 // restarted, the enclave was not), it is used and not supervised, as on
-// Nitro where the enclave outlives the helper.
-func StartEnclave(ctx context.Context, bin, home string, log *slog.Logger) (*Enclave, error) {
-	e := &Enclave{bin: bin, home: home, log: log, done: make(chan struct{}), nsmDone: make(chan struct{})}
+// Nitro where the enclave outlives the helper. spawned, if not nil, is
+// called with the pid of each process started.
+func StartEnclave(ctx context.Context, bin, home string, log *slog.Logger, spawned func(pid int)) (*Enclave, error) {
+	e := &Enclave{bin: bin, home: home, log: log, spawned: spawned, done: make(chan struct{}), nsmDone: make(chan struct{})}
 	ctx, cancel := context.WithCancel(ctx)
 	// The NSM is served for as long as the enclave is supervised, and for
 	// an adopted enclave too: its next unseal needs an attestation.
@@ -134,6 +136,9 @@ func (e *Enclave) spawn() (*proc, error) {
 		return nil, fmt.Errorf("failed to start the enclave: %w", err)
 	}
 	e.log.Info("started the local enclave", "pid", cmd.Process.Pid, "program", e.bin)
+	if e.spawned != nil {
+		e.spawned(cmd.Process.Pid)
+	}
 	p := &proc{cmd: cmd, exited: make(chan error, 1)}
 	go func() { p.exited <- cmd.Wait() }()
 	return p, nil

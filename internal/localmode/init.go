@@ -89,7 +89,7 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 		return nil, err
 	}
 	ectx, stop := context.WithCancel(ctx)
-	enc, err := StartEnclave(ectx, bin, home, o.Log)
+	enc, err := StartEnclave(ectx, bin, home, o.Log, nil)
 	if err != nil {
 		stop()
 		return nil, err

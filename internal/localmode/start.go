@@ -25,6 +25,12 @@ type StartOptions struct {
 	Log      *slog.Logger
 	// Configured is called each time an enclave is (re)configured.
 	Configured func(*enclaveproto.Configured)
+	// Events, if set, is called for each signature and refusal the
+	// enclave reports.
+	Events func(enclaveproto.Event)
+	// Spawned, if set, is called with the pid of each enclave process
+	// Start starts (not of one already running that it reuses).
+	Spawned func(pid int)
 }
 
 // Start runs the local KMS, the enclave (reusing one already running for
@@ -58,7 +64,7 @@ func Start(ctx context.Context, o StartOptions) error {
 	}
 	defer kms.Close()
 	ectx, stop := context.WithCancel(ctx)
-	enc, err := StartEnclave(ectx, bin, home, o.Log)
+	enc, err := StartEnclave(ectx, bin, home, o.Log, o.Spawned)
 	if err != nil {
 		stop()
 		return err
@@ -75,6 +81,7 @@ func Start(ctx context.Context, o StartOptions) error {
 		Credentials: creds,
 		Log:         o.Log,
 		Configured:  o.Configured,
+		Events:      o.Events,
 	})
 }
 

@@ -7,32 +7,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
 
-// Refusal reasons, the values of the reason label of tmkms_refusals_total.
-const (
-	ReasonDoubleSign    = "double_sign"
-	ReasonRegression    = "regression"
-	ReasonWrongChainID  = "wrong_chain_id"
-	ReasonPersistFailed = "persist_failed"
-	ReasonInvalid       = "invalid"
-	ReasonCluster       = "cluster_unavailable" // [ha]: the decision could not be committed
-	ReasonLostRace      = "cluster_lost_race"   // [ha]: another decision was committed at or above the request
-	ReasonOther         = "other"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 )
-
-// reasons lists every refusal reason; Refused maps anything else to
-// ReasonOther, so the label's cardinality stays bounded.
-var reasons = []string{ReasonDoubleSign, ReasonRegression, ReasonWrongChainID, ReasonPersistFailed, ReasonInvalid, ReasonCluster, ReasonLostRace, ReasonOther}
 
 // Signature types as the enclave names them (signstate.Step's String).
 var signatureTypes = []string{"proposal", "prevote", "precommit"}
@@ -74,15 +57,15 @@ type Metrics struct {
 
 	// tmkms_signatures_total{chain_id,type}: signatures the enclave
 	// released (a repeated request answered with the stored signature is
-	// not counted: the enclave does not log it as "signed").
+	// not counted: the enclave reports no Signed event for it).
 	signatures *prometheus.CounterVec
 	// tmkms_refusals_total{chain_id,reason}: signing requests the enclave
-	// refused, by reason (see the Reason constants).
+	// refused, by reason (enclaveproto.Reason, which the enclave chooses).
 	refusals *prometheus.CounterVec
 	// tmkms_signing_latency_seconds: time from the enclave receiving a
 	// signing request to releasing the signature, including the state
-	// round trip to the helper (the latency of the enclave's "signed" log
-	// record).
+	// round trip to the helper (the latency of the enclave's Signed
+	// event).
 	signLatency prometheus.Histogram
 	// tmkms_last_signed_height, tmkms_last_signed_round,
 	// tmkms_last_signed_step: position of the last released signature;
@@ -115,7 +98,7 @@ type Metrics struct {
 	mu            sync.Mutex
 	ha            *haMetrics // nil without host-relayed [ha]
 	anchored      bool       // an instance of an anchored set (EnableAnchor)
-	clusterFailed time.Time  // the last ReasonCluster refusal
+	clusterFailed time.Time  // the last cluster_unavailable refusal
 	enclaveOK     bool
 	lastSigned    time.Time // zero before the first signature
 	everSigned    bool
@@ -204,8 +187,8 @@ func New(opts Options) *Metrics {
 		for _, t := range signatureTypes {
 			m.signatures.WithLabelValues(opts.ChainID, t)
 		}
-		for _, r := range reasons {
-			m.refusals.WithLabelValues(opts.ChainID, r)
+		for _, r := range enclaveproto.Reasons() {
+			m.refusals.WithLabelValues(opts.ChainID, string(r))
 		}
 	}
 	return m
@@ -214,9 +197,8 @@ func New(opts Options) *Metrics {
 // Registry returns the registry, to add collectors or gather in tests.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// Signed records one signature the enclave released (its "signed" log
-// record: chain_id, type, hrs, latency). step is the step's name
-// ("proposal", "prevote", "precommit"); see ParseHRS.
+// Signed records one signature the enclave released (its Signed event).
+// step is the step's name ("proposal", "prevote", "precommit").
 func (m *Metrics) Signed(chainID, msgType string, height int64, round int32, step string, latency time.Duration) {
 	m.signatures.WithLabelValues(chainID, msgType).Inc()
 	m.signLatency.Observe(max(latency, 0).Seconds())
@@ -230,51 +212,19 @@ func (m *Metrics) Signed(chainID, msgType string, height int64, round int32, ste
 	m.mu.Unlock()
 }
 
-// Refused records one refused signing request. A reason other than the Reason constants
-// is recorded as ReasonOther.
-func (m *Metrics) Refused(chainID, reason string) {
-	if !slices.Contains(reasons, reason) {
-		reason = ReasonOther
+// Refused records one refused signing request (the enclave's Refused
+// event). An unknown reason is recorded as other, so that the label's
+// cardinality stays bounded.
+func (m *Metrics) Refused(chainID string, reason enclaveproto.Reason) {
+	if !reason.Known() {
+		reason = enclaveproto.ReasonOther
 	}
-	m.refusals.WithLabelValues(chainID, reason).Inc()
-	if reason == ReasonCluster {
+	m.refusals.WithLabelValues(chainID, string(reason)).Inc()
+	if reason == enclaveproto.ReasonCluster {
 		m.mu.Lock()
 		m.clusterFailed = m.now()
 		m.mu.Unlock()
 	}
-}
-
-// ReasonFromError maps the text of an enclave refusal (its log message
-// and/or err attribute, e.g. "refused to sign: state not persisted: ...")
-// to a reason. A persistence failure wins over the regression the host
-// may cite for refusing to persist.
-func ReasonFromError(errText string) string {
-	s := strings.ToLower(errText)
-	has := func(subs ...string) bool {
-		for _, sub := range subs {
-			if strings.Contains(s, sub) {
-				return true
-			}
-		}
-		return false
-	}
-	switch {
-	case has("could not be committed to the cluster", "not committed to the cluster"):
-		return ReasonCluster
-	case has("the cluster holds another decision"):
-		return ReasonLostRace
-	case has("failed to persist", "state not persisted", "did not persist"):
-		return ReasonPersistFailed
-	case has("double sign"):
-		return ReasonDoubleSign
-	case has("height regression", "round regression", "step regression"):
-		return ReasonRegression
-	case has("wrong chain id"):
-		return ReasonWrongChainID
-	case has("invalid request"):
-		return ReasonInvalid
-	}
-	return ReasonOther
 }
 
 // StatePersisted records one attempt to persist the double-sign state:
@@ -415,25 +365,6 @@ func (m *Metrics) serve(ctx context.Context, ln net.Listener, log *slog.Logger) 
 		return fmt.Errorf("metrics: server stopped: %w", err)
 	}
 	return nil
-}
-
-// ParseHRS splits the "height/round/step" of the enclave's log records
-// (signstate.HRS's String, e.g. "1200/0/prevote").
-func ParseHRS(hrs string) (height int64, round int32, step string, err error) {
-	hs, rest, ok1 := strings.Cut(hrs, "/")
-	rs, step, ok2 := strings.Cut(rest, "/")
-	if !ok1 || !ok2 || step == "" {
-		return 0, 0, "", fmt.Errorf("metrics: malformed hrs %q", hrs)
-	}
-	height, err = strconv.ParseInt(hs, 10, 64)
-	if err != nil {
-		return 0, 0, "", fmt.Errorf("metrics: malformed height in hrs %q", hrs)
-	}
-	r, err := strconv.ParseInt(rs, 10, 32)
-	if err != nil {
-		return 0, 0, "", fmt.Errorf("metrics: malformed round in hrs %q", hrs)
-	}
-	return height, int32(r), step, nil
 }
 
 // StepValue is the tmkms_last_signed_step value of a step name: 1

@@ -3,7 +3,6 @@ package metrics
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
@@ -52,8 +51,8 @@ func TestExposition(t *testing.T) {
 	m.Signed("test-chain", "prevote", 1200, 0, "prevote", 800*time.Microsecond)
 	clk.Add(1500 * time.Millisecond)
 	m.Signed("test-chain", "precommit", 1200, 1, "precommit", 3*time.Millisecond)
-	m.Refused("test-chain", ReasonDoubleSign)
-	m.Refused("test-chain", ReasonFromError("height regression: got height 5, last signed 6/0/prevote"))
+	m.Refused("test-chain", enclaveproto.ReasonDoubleSign)
+	m.Refused("test-chain", enclaveproto.ReasonRegression)
 	m.Refused("test-chain", "made-up reason")
 	m.StatePersisted(2*time.Millisecond, nil)
 	m.StatePersisted(40*time.Millisecond, errors.New("disk full"))
@@ -195,57 +194,7 @@ func TestHealthWindowDefault(t *testing.T) {
 	}
 }
 
-func TestReasonFromError(t *testing.T) {
-	// The enclave's actual wrapping, built from the real sentinel errors.
-	persistWrapped := fmt.Errorf("%w: %w", signer.ErrPersist,
-		fmt.Errorf("the host did not persist the state: %w", signstate.ErrHeightRegression))
-	tests := []struct {
-		text string
-		want string
-	}{
-		{signstate.ErrDoubleSign.Error() + ": conflicting data at 5/0/prevote", ReasonDoubleSign},
-		{"refused to sign: double sign: conflicting data", ReasonDoubleSign},
-		{signstate.ErrHeightRegression.Error() + ": got height 5, last signed 6/0/prevote", ReasonRegression},
-		{signstate.ErrRoundRegression.Error() + ": got round 0 at height 6, last signed 6/1/prevote", ReasonRegression},
-		{signstate.ErrStepRegression.Error() + ": got 6/1/prevote, last signed 6/1/precommit", ReasonRegression},
-		{signer.ErrChainID.Error() + `: request for "other", signer is for "test-chain"`, ReasonWrongChainID},
-		{persistWrapped.Error(), ReasonPersistFailed},
-		{"refused to sign: state not persisted: the host did not persist the state: EOF", ReasonPersistFailed},
-		{"the host did not persist the state: context deadline exceeded", ReasonPersistFailed},
-		{signer.ErrInvalidRequest.Error() + ": vote missing", ReasonInvalid},
-		{"Invalid Request: vote type 9 is neither prevote nor precommit", ReasonInvalid},
-		{"signer: failed to sign: boom", ReasonOther},
-		{"", ReasonOther},
-	}
-	for _, tt := range tests {
-		if got := ReasonFromError(tt.text); got != tt.want {
-			t.Errorf("ReasonFromError(%q) = %q, want %q", tt.text, got, tt.want)
-		}
-	}
-}
-
-func TestParseHRS(t *testing.T) {
-	tests := []struct {
-		in     string
-		height int64
-		round  int32
-		step   string
-		ok     bool
-	}{
-		{signstate.HRS{Height: 1200, Round: 3, Step: signstate.StepPrevote}.String(), 1200, 3, "prevote", true},
-		{"7/0/proposal", 7, 0, "proposal", true},
-		{"7/0/", 0, 0, "", false},
-		{"7/0", 0, 0, "", false},
-		{"x/0/prevote", 0, 0, "", false},
-		{"7/99999999999/prevote", 0, 0, "", false},
-		{"", 0, 0, "", false},
-	}
-	for _, tt := range tests {
-		h, r, s, err := ParseHRS(tt.in)
-		if (err == nil) != tt.ok || h != tt.height || r != tt.round || s != tt.step {
-			t.Errorf("ParseHRS(%q) = %d, %d, %q, %v", tt.in, h, r, s, err)
-		}
-	}
+func TestStepValue(t *testing.T) {
 	for step, want := range map[signstate.Step]int{signstate.StepPropose: 1, signstate.StepPrevote: 2, signstate.StepPrecommit: 3, signstate.StepNone: 0} {
 		if got := StepValue(step.String()); got != want {
 			t.Errorf("StepValue(%q) = %d, want %d", step, got, want)
@@ -322,7 +271,7 @@ func TestHAMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	m.Refused("c", ReasonFromError("refused to sign: the decision could not be committed to the cluster: decision not committed to the cluster: cluster guard unavailable"))
+	m.Refused("c", enclaveproto.ReasonCluster)
 	if code, body := get(t, srv, "/healthz"); code != 503 || !strings.Contains(body, "could not be committed") {
 		t.Fatalf("after a cluster refusal: %d %q", code, body)
 	}
@@ -330,7 +279,7 @@ func TestHAMetrics(t *testing.T) {
 	if code, body := get(t, srv, "/healthz"); code != 200 {
 		t.Fatalf("signing again: %d %q", code, body)
 	}
-	m.Refused("c", ReasonFromError("refused to sign: the cluster holds another decision at or above this position: double sign at 5/0/prevote"))
+	m.Refused("c", enclaveproto.ReasonLostRace)
 	_, body = get(t, srv, "/metrics")
 	for _, want := range []string{`reason="cluster_unavailable"} 1`, `reason="cluster_lost_race"} 1`} {
 		if !strings.Contains(body, want) {
@@ -355,9 +304,9 @@ func TestHealthzAnchored(t *testing.T) {
 	steps := []healthStep{
 		{"enclave not yet configured", func() {}, 503, "enclave unreachable"},
 		{"standby, long after start", func() { m.EnclaveUp(true); clk.Add(10 * time.Minute) }, 200, "ok"},
-		{"anchor unavailable", func() { m.Refused("c", ReasonCluster) }, 503, "the last decision could not be committed to the cluster (see the enclave's refusal)"},
+		{"anchor unavailable", func() { m.Refused("c", enclaveproto.ReasonCluster) }, 503, "the last decision could not be committed to the cluster (see the enclave's refusal)"},
 		{"signed again", func() { clk.Add(time.Second); m.Signed("c", "prevote", 1, 0, "prevote", time.Millisecond) }, 200, "ok"},
-		{"refused, then the window passes", func() { clk.Add(time.Second); m.Refused("c", ReasonCluster); clk.Add(2 * time.Minute) }, 200, "ok"},
+		{"refused, then the window passes", func() { clk.Add(time.Second); m.Refused("c", enclaveproto.ReasonCluster); clk.Add(2 * time.Minute) }, 200, "ok"},
 	}
 	checkHealth(t, srv, steps)
 }

@@ -35,6 +35,10 @@ var (
 	// ErrCluster marks a decision the cluster guard did not accept or
 	// could not be asked about; nothing was signed.
 	ErrCluster = errors.New("decision not committed to the cluster")
+	// ErrLostRace marks a request refused because another instance's
+	// decision, committed to the cluster first, is in force at or above
+	// its position; it wraps the guard's refusal.
+	ErrLostRace = errors.New("the cluster holds another decision at or above this position")
 )
 
 // Store persists the state. Save must be durable when it returns nil.
@@ -62,7 +66,7 @@ type Signed struct {
 
 // Event describes one answered signing request, for metrics and displays.
 type Event struct {
-	HRS     signstate.HRS
+	HRS     signstate.HRS // zero for a request refused before its position was checked
 	BlockID signstate.BlockID
 	Latency time.Duration // guard + signature + durable persist
 	Reused  bool
@@ -71,8 +75,11 @@ type Event struct {
 
 // Options are optional settings of a Signer.
 type Options struct {
-	Log     *slog.Logger // nil discards
-	Observe func(Event)  // called after every signing request, under the signer's lock
+	Log *slog.Logger // nil discards
+	// Observe is called once for every signing request answered, signed
+	// or refused, and for every public key request refused. It must not
+	// block: requests that reach the guard call it under the signer's lock.
+	Observe func(Event)
 	// MaxHeight, if positive, is the last height signed (tmkms's
 	// max_height, for a planned halt or migration).
 	MaxHeight int64
@@ -131,10 +138,11 @@ func (s *Signer) checkChainID(chainID string) error {
 	return nil
 }
 
-// refuse logs a request refused before the guard (the guard's refusals
-// are logged in sign) and returns err.
+// refuse reports a request refused before the guard (the guard's
+// refusals are reported by sign) and returns err.
 func (s *Signer) refuse(err error) error {
 	s.log.Error("refused to sign", "chain_id", s.chainID, "err", err)
+	s.observe(Event{Err: err})
 	return err
 }
 
@@ -278,12 +286,15 @@ func (s *Signer) commitLocked(ctx context.Context, req signstate.Request, ts tim
 		s.last, s.unpersisted = won, true
 	}
 	verdict, err := signstate.Check(won, req)
-	if err == nil && !verdict.Reuse {
+	switch {
+	case err != nil:
+		err = fmt.Errorf("%w: %w", ErrLostRace, err)
+	case !verdict.Reuse:
 		// The guard returns only decisions at or above req's position.
 		err = fmt.Errorf("%w: the cluster returned a decision at %s for a request at %s", ErrCluster, won.HRS(), req.HRS)
 	}
 	if err != nil {
-		s.log.Error("refused to sign: the cluster holds another decision at or above this position", "chain_id", s.chainID, "type", req.Step,
+		s.log.Error("refused to sign: another decision is in force", "chain_id", s.chainID, "type", req.Step,
 			"hrs", req.HRS, "block", shortID(req.BlockID), "winner", instance, "winner_hrs", won.HRS(), "err", err)
 		return Signed{}, true, err
 	}

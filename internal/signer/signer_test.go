@@ -25,9 +25,13 @@ func vote(h int64) *cmtproto.Vote {
 func TestSignerRefusals(t *testing.T) {
 	key, _ := NewEd25519(bytes.Repeat([]byte{3}, 32))
 	ctx := context.Background()
-	s := New(key, "c", signstate.State{}, &memStore{}, Options{MaxHeight: 10})
+	var events []Event
+	s := New(key, "c", signstate.State{}, &memStore{}, Options{MaxHeight: 10, Observe: func(e Event) { events = append(events, e) }})
 	if _, err := s.SignVote(ctx, "c", vote(10), false); err != nil {
 		t.Fatal(err)
+	}
+	if len(events) != 1 || events[0].Err != nil || events[0].HRS.Height != 10 || events[0].Reused {
+		t.Fatalf("a signature reported %+v, want one event at height 10 without error", events)
 	}
 	tests := []struct {
 		name    string
@@ -41,10 +45,17 @@ func TestSignerRefusals(t *testing.T) {
 		{"nil vote", "c", nil, ErrInvalidRequest, nil},
 		{"bad block hash", "c", func() *cmtproto.Vote { v := vote(10); v.BlockID.Hash = []byte{1}; return v }(), ErrInvalidRequest, nil},
 		{"unknown type", "c", func() *cmtproto.Vote { v := vote(10); v.Type = 7; return v }(), ErrInvalidRequest, nil},
+		{"double sign", "c", func() *cmtproto.Vote { v := vote(10); v.BlockID.Hash = bytes.Repeat([]byte{9}, 32); return v }(), signstate.ErrDoubleSign, nil},
 	}
 	for _, tt := range tests {
+		events = nil
 		if _, err := s.SignVote(ctx, tt.chain, tt.v, false); !errors.Is(err, tt.want) {
 			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+		// Every refusal is reported once, with its error, whichever check
+		// made it: metrics count the reports.
+		if len(events) != 1 || !errors.Is(events[0].Err, tt.want) {
+			t.Errorf("%s: reported %+v, want one event with %v", tt.name, events, tt.want)
 		}
 	}
 }
