@@ -37,6 +37,11 @@ func (s *shipper) enqueue(m enclaveproto.Message) {
 // run delivers queued messages until ctx ends, redialing as needed.
 func (s *shipper) run(ctx context.Context) {
 	var c *enclaveproto.Conn
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
 	backoff := 100 * time.Millisecond
 	for {
 		var r enclaveproto.Message

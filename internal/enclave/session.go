@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"reflect"
 	"sync"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/anchor"
@@ -27,16 +26,28 @@ type session struct {
 	cfg    *enclaveproto.Configure
 	resp   *enclaveproto.Configured
 	cancel context.CancelFunc
-	done   chan struct{}
+	wg     sync.WaitGroup // the privval handlers
+	// release closes what the handlers use (the state channel, the
+	// anchor's connections), once they have stopped.
+	release []func()
+}
+
+// stop ends the handlers, waits for them, then closes what they used.
+func (s *session) stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	for _, f := range s.release {
+		f()
+	}
 }
 
 // sameAs reports whether c asks for exactly what the session does, so that
 // a restarted host can configure a running enclave again and carry on.
 // Every field counts but the credentials, which the host refreshes.
 func (s *session) sameAs(c *enclaveproto.Configure) bool {
-	a, b := *s.cfg, *c
-	a.Credentials, b.Credentials = enclaveproto.Credentials{}, enclaveproto.Credentials{}
-	return reflect.DeepEqual(a, b)
+	return enclaveproto.SameSettings(s.cfg, c)
 }
 
 func port(p, def uint32) uint32 {
@@ -52,16 +63,10 @@ func port(p, def uint32) uint32 {
 func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*enclaveproto.Configured, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if s := e.session; s != nil {
-		if !s.sameAs(c) {
-			return nil, fmt.Errorf("%w: the enclave is already signing for chain %q with other settings; restart the enclave to change them", errBadConfig, s.cfg.ChainID)
-		}
-		if err := e.creds.Set(awsCreds(c.Credentials)); err != nil {
-			return nil, err
-		}
-		return s.resp, nil
+	if e.session != nil {
+		return e.reconfigure(c)
 	}
-	addrs, tcp, err := validatorAddrs(c)
+	addrs, secret, err := validatorAddrs(c)
 	if err != nil {
 		return nil, err
 	}
@@ -73,6 +78,50 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	if err != nil {
 		return nil, err
 	}
+	k, err := e.unsealKeys(ctx, kc, c, secret)
+	if err != nil {
+		return nil, err
+	}
+	sess := &session{cfg: c, resp: k.configured()}
+	s, anchored, err := e.newSigner(ctx, c, k, sess)
+	if err != nil {
+		sess.stop()
+		return nil, err
+	}
+	e.useLogPort(c.LogPort)
+	e.serve(sess, s, dialect, addrs, k.identity)
+	e.session = sess
+	e.log.Info("configured: signing", "chain_id", c.ChainID, "validators", c.Addresses, "protocol", dialect.String(),
+		"consensus_pubkey", fmt.Sprintf("%X", sess.resp.ConsensusPubKey), "state", s.LastState().HRS(), "anchored", anchored)
+	return sess.resp, nil
+}
+
+// reconfigure answers a host that configures the running session again
+// (a restarted helper, or the periodic push): the same settings refresh
+// the credentials, other settings are refused.
+func (e *Enclave) reconfigure(c *enclaveproto.Configure) (*enclaveproto.Configured, error) {
+	s := e.session
+	if !s.sameAs(c) {
+		return nil, fmt.Errorf("%w: the enclave is already signing for chain %q with other settings; restart the enclave to change them", errBadConfig, s.cfg.ChainID)
+	}
+	if err := e.creds.Set(awsCreds(c.Credentials)); err != nil {
+		return nil, err
+	}
+	return s.resp, nil
+}
+
+// unsealed are a configuration's keys, unsealed through KMS.
+type unsealed struct {
+	kms       *kms.Client
+	consensus *signer.Ed25519
+	sealed    *sealedkey.Key     // the consensus key's file: its chains and anchor
+	identity  ed25519.PrivateKey // nil without tcp:// validators
+}
+
+// unsealKeys unseals, through kc, the consensus key, checks that it is
+// sealed for the configured chain, and unseals the identity key when a
+// validator needs it (secret).
+func (e *Enclave) unsealKeys(ctx context.Context, kc *kms.Client, c *enclaveproto.Configure, secret bool) (*unsealed, error) {
 	key, sealed, err := e.unseal(ctx, kc, c.SealedConsensusKey, sealedkey.Consensus, c.KMSKeyID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to unseal the consensus key: %w", err)
@@ -80,39 +129,49 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	if !sealed.AllowsChain(c.ChainID) {
 		return nil, fmt.Errorf("%w: the consensus key is sealed for chains %q only, not %q", errBadConfig, sealed.ChainIDs, c.ChainID)
 	}
-	resp := &enclaveproto.Configured{ConsensusPubKey: key.PubKey().Bytes}
-	var identity ed25519.PrivateKey
-	if tcp {
-		if identity, err = e.identity(ctx, kc, c); err != nil {
+	k := &unsealed{kms: kc, consensus: key, sealed: sealed}
+	if secret {
+		if k.identity, err = e.identity(ctx, kc, c); err != nil {
 			return nil, err
 		}
-		resp.IdentityPubKey = identity.Public().(ed25519.PublicKey)
 	}
+	return k, nil
+}
+
+// configured is the answer to Configure: the keys' public halves.
+func (k *unsealed) configured() *enclaveproto.Configured {
+	resp := &enclaveproto.Configured{ConsensusPubKey: k.consensus.PubKey().Bytes}
+	if k.identity != nil {
+		resp.IdentityPubKey = k.identity.Public().(ed25519.PublicKey)
+	}
+	return resp
+}
+
+// newSigner connects the state channel and the cluster guard, and returns
+// the signer starting from the host's state, or from the anchor's decision
+// when that is ahead. What it opens is released when sess stops.
+func (e *Enclave) newSigner(ctx context.Context, c *enclaveproto.Configure, k *unsealed, sess *session) (*signer.Signer, bool, error) {
 	store := &remoteStore{log: e.log, dial: func(ctx context.Context) (net.Conn, error) {
 		return e.p.DialHost(ctx, port(c.StatePort, DefaultStatePort))
 	}}
-	guard, anchored, err := e.guard(ctx, kc, c, key, sealed, store)
+	sess.release = append(sess.release, store.Close)
+	guard, anc, err := e.guard(ctx, k.kms, c, k.consensus, k.sealed, store)
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if anc != nil {
+		sess.release = append(sess.release, anc.Close)
 	}
 	last, err := store.Load(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if chain, err := signstate.ChainID(last); err != nil || chain != "" && chain != c.ChainID {
-		return nil, fmt.Errorf("%w: the host's state is for chain %q, not %q (%v)", errBadConfig, chain, c.ChainID, err)
+		return nil, false, fmt.Errorf("%w: the host's state is for chain %q, not %q (%v)", errBadConfig, chain, c.ChainID, err)
 	}
-	if anchored {
-		if last, err = e.catchUp(ctx, guard, key, last); err != nil {
-			return nil, err
-		}
-	}
-	if c.LogPort != 0 && c.LogPort != e.ship.port.Swap(c.LogPort) {
-		e.log.Info("logs now go to the configured host port", "port", c.LogPort)
-	}
-	for _, a := range addrs {
-		if a.Scheme.Secret() && a.NodeID == "" {
-			e.log.Warn("the validator's identity is not pinned (no node_id@ in the address): any peer the host connects us to is accepted", "address", a.String())
+	if anc != nil {
+		if last, err = e.catchUp(ctx, guard, k.consensus, last); err != nil {
+			return nil, false, err
 		}
 	}
 	opts := signer.Options{Log: e.log, MaxHeight: c.MaxHeight, Observe: func(ev signer.Event) {
@@ -123,11 +182,14 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	if guard != nil {
 		opts.Cluster = guard
 	}
-	s := signer.New(key, c.ChainID, last, store, opts)
-	e.session = e.serve(s, c, resp, dialect, addrs, identity)
-	e.log.Info("configured: signing", "chain_id", c.ChainID, "validators", c.Addresses, "protocol", dialect.String(),
-		"consensus_pubkey", fmt.Sprintf("%X", resp.ConsensusPubKey), "state", last.HRS(), "anchored", anchored)
-	return resp, nil
+	return signer.New(k.consensus, c.ChainID, last, store, opts), anc != nil, nil
+}
+
+// useLogPort sends the logs to the configured host port from now on.
+func (e *Enclave) useLogPort(p uint32) {
+	if p != 0 && p != e.ship.port.Swap(p) {
+		e.log.Info("logs now go to the configured host port", "port", p)
+	}
 }
 
 // identity unseals the SecretConnection key of tcp:// validators.
@@ -143,36 +205,37 @@ func (e *Enclave) identity(ctx context.Context, kc *kms.Client, c *enclaveproto.
 }
 
 // guard returns the cluster guard the signer consults before each
-// signature, and whether it is the anchor (which the enclave reaches
-// itself). A key sealed with an anchor gets nothing signed without it: the
+// signature, and the anchor's client when the guard commits to the anchor
+// (which the enclave reaches itself). A key sealed with an anchor gets nothing signed without it: the
 // host cannot drop it from the configuration. Without an anchor, [ha]
 // commits through the host, which is then trusted with the outcome, and a
 // single signer trusts the host's state file across restarts.
-func (e *Enclave) guard(ctx context.Context, kc *kms.Client, c *enclaveproto.Configure, key *signer.Ed25519, sealed *sealedkey.Key, host ha.Store) (*ha.Guard, bool, error) {
+func (e *Enclave) guard(ctx context.Context, kc *kms.Client, c *enclaveproto.Configure, key *signer.Ed25519, sealed *sealedkey.Key, host ha.Store) (*ha.Guard, *anchor.Client, error) {
 	instance := c.HAInstance
 	if instance == "" {
 		instance = "signer"
 	}
 	var store ha.Store
+	var anc *anchor.Client
 	switch {
 	case sealed.Anchor != "" && len(c.SealedAnchor) == 0:
-		return nil, false, fmt.Errorf("%w: the consensus key is bound to anchor %s, but the configuration has no sealed anchor (sealed_anchor_path in [ha]); nothing will be signed without it",
+		return nil, nil, fmt.Errorf("%w: the consensus key is bound to anchor %s, but the configuration has no sealed anchor (sealed_anchor_path in [ha]); nothing will be signed without it",
 			errBadConfig, sealed.Anchor[:16])
 	case len(c.SealedAnchor) != 0:
 		b, fp, err := e.unsealAnchor(ctx, kc, c.SealedAnchor, c.KMSKeyID)
 		if err != nil {
-			return nil, false, fmt.Errorf("failed to unseal the anchor: %w", err)
+			return nil, nil, fmt.Errorf("failed to unseal the anchor: %w", err)
 		}
 		if sealed.Anchor != "" && fp != sealed.Anchor {
-			return nil, false, fmt.Errorf("%w: the sealed anchor is %s, but the consensus key is bound to anchor %s", errBadConfig, fp[:16], sealed.Anchor[:16])
+			return nil, nil, fmt.Errorf("%w: the sealed anchor is %s, but the consensus key is bound to anchor %s", errBadConfig, fp[:16], sealed.Anchor[:16])
 		}
 		cl, err := anchor.New(b, c.ChainID, func(ctx context.Context, i int) (net.Conn, error) {
 			return e.p.DialHost(ctx, port(c.AnchorPort, DefaultAnchorPort)+uint32(i))
 		})
 		if err != nil {
-			return nil, false, fmt.Errorf("%w: %w", errBadConfig, err)
+			return nil, nil, fmt.Errorf("%w: %w", errBadConfig, err)
 		}
-		store = cl
+		store, anc = cl, cl
 		e.log.Info("anchored: every decision is committed to etcd over TLS from the enclave before it is signed",
 			"instance", instance, "anchor", fp[:16], "record", cl.Key(), "endpoints", b.Endpoints)
 	case c.HAInstance != "":
@@ -180,13 +243,13 @@ func (e *Enclave) guard(ctx context.Context, kc *kms.Client, c *enclaveproto.Con
 		e.log.Warn("high availability through the host, without an anchor: the host relays decisions to etcd and is trusted with the outcome", "instance", instance)
 	default:
 		e.log.Warn("no anchor: across enclave restarts the host's state file is trusted; a host that rolls it back can get a conflicting signature")
-		return nil, false, nil
+		return nil, nil, nil
 	}
 	hk, err := ha.DeriveKey(key.Seed(), c.ChainID)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
-	return ha.NewGuard(store, hk, instance, e.log), len(c.SealedAnchor) != 0, nil
+	return ha.NewGuard(store, hk, instance, e.log), anc, nil
 }
 
 // catchUp starts the signer at the anchor's decision when it is ahead of
@@ -213,21 +276,24 @@ func (e *Enclave) catchUp(ctx context.Context, g *ha.Guard, key *signer.Ed25519,
 	return won, nil
 }
 
-// serve starts one privval handler per node on the signer.
-func (e *Enclave) serve(s *signer.Signer, c *enclaveproto.Configure, resp *enclaveproto.Configured, dialect privval.Dialect, addrs []transport.Addr, identity ed25519.PrivateKey) *session {
-	sctx, cancel := context.WithCancel(e.ctx)
-	sess := &session{cfg: c, resp: resp, cancel: cancel, done: make(chan struct{})}
+// serve starts one privval handler per node on the signer, owned by sess.
+func (e *Enclave) serve(sess *session, s *signer.Signer, dialect privval.Dialect, addrs []transport.Addr, identity ed25519.PrivateKey) {
+	c := sess.cfg
+	for _, a := range addrs {
+		if a.Scheme.Secret() && a.NodeID == "" {
+			e.log.Warn("the validator's identity is not pinned (no node_id@ in the address): any peer the host connects us to is accepted", "address", a.String())
+		}
+	}
+	var sctx context.Context
+	sctx, sess.cancel = context.WithCancel(e.ctx)
 	// One handler per node, all on one signer: one guard, and a request
 	// two nodes both send gets the same signature.
 	h := privval.NewHandler(s, dialect, e.log)
-	var wg sync.WaitGroup
 	for i, a := range addrs {
-		wg.Go(func() {
+		sess.wg.Go(func() {
 			h.Run(sctx, e.validatorDialer(a, port(c.ValidatorPort, DefaultValidatorPort)+uint32(i), identity), privval.Options{MaxMessageSize: int(c.MaxMessageSize)})
 		})
 	}
-	go func() { wg.Wait(); close(sess.done) }()
-	return sess
 }
 
 // validatorAddrs parses the validator addresses and says whether any
@@ -258,12 +324,12 @@ func (e *Enclave) validatorDialer(addr transport.Addr, port uint32, identity ed2
 	}
 }
 
+// stopSession stops the session, if any, and waits for it.
 func (e *Enclave) stopSession() {
 	e.mu.Lock()
 	s := e.session
 	e.mu.Unlock()
 	if s != nil {
-		s.cancel()
-		<-s.done
+		s.stop()
 	}
 }

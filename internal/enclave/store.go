@@ -71,6 +71,16 @@ func (r *remoteStore) connect(ctx context.Context) (signstate.State, error) {
 	return st, nil
 }
 
+// Close closes the state channel; a later Save redials it.
+func (r *remoteStore) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conn != nil {
+		r.conn.Close()
+		r.conn = nil
+	}
+}
+
 // Save implements signer.Store.
 func (r *remoteStore) Save(ctx context.Context, st signstate.State) error {
 	req, err := persistRequest(st)

@@ -22,8 +22,11 @@ type Bridge struct {
 	Metrics   *metrics.Metrics // optional
 }
 
-// Serve accepts enclave connections until ctx ends.
+// Serve accepts enclave connections until ctx ends, and returns once
+// every connection it bridged is closed.
 func (b *Bridge) Serve(ctx context.Context, ln net.Listener) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	for {
@@ -34,7 +37,7 @@ func (b *Bridge) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return err
 		}
-		go b.splice(ctx, ec)
+		wg.Go(func() { b.splice(ctx, ec) })
 	}
 }
 
@@ -57,9 +60,9 @@ func (b *Bridge) splice(ctx context.Context, ec net.Conn) {
 	stop := context.AfterFunc(ctx, func() { ec.Close(); vc.Close() })
 	defer stop()
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); io.Copy(vc, ec); closeWrite(vc) }()
-	go func() { defer wg.Done(); io.Copy(ec, vc); closeWrite(ec) }()
+	wg.Go(func() { io.Copy(vc, ec); closeWrite(vc) })
+	io.Copy(ec, vc)
+	closeWrite(ec)
 	wg.Wait()
 }
 

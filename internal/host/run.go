@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
@@ -66,42 +67,71 @@ func Run(ctx context.Context, o Options) error {
 	}
 	o.Log.Info("double-sign state loaded", "path", cfg.StateFilePath, "hrs", state.State().HRS())
 
+	m := metrics.New(metrics.Options{ChainID: cfg.ChainID})
+	cluster, err := openCluster(cfg, m, o.Log)
+	if err != nil {
+		return err
+	}
+	if cluster != nil {
+		// Closed once Run has waited for its goroutines below: the health
+		// loop has stopped by then, and does not report etcd down on the
+		// way out.
+		defer cluster.Close()
+	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4+len(validators))
-	m := metrics.New(metrics.Options{ChainID: cfg.ChainID})
+	g, gctx := errgroup.WithContext(ctx)
+	s := &servers{o: o, validators: validators, sealed: sealed, state: state, cluster: cluster, m: m}
+	err = s.start(gctx, g)
+	if err != nil {
+		cancel()
+	}
+	// Every goroutine has stopped before the state file and the cluster
+	// connection they use are closed.
+	if werr := g.Wait(); err == nil && parent.Err() == nil {
+		err = werr
+	}
+	return err
+}
+
+// servers are what Run serves, once its configuration has been read.
+type servers struct {
+	o          Options
+	validators []transport.Addr
+	sealed     sealedKeys
+	state      *signstate.File
+	cluster    *etcdstore.Store // nil without [ha] through the host
+	m          *metrics.Metrics
+}
+
+// start runs each server in g: the enclave's channels, the anchor relays,
+// metrics, the cluster's health loop and the configurator. Each returns
+// when ctx ends; the first to fail ends ctx.
+func (s *servers) start(ctx context.Context, g *errgroup.Group) error {
+	o, cfg, m := s.o, s.o.Config, s.m
 	if cfg.MetricsAddress != "" {
-		go func() {
-			if err := m.Serve(ctx, cfg.MetricsAddress, o.Log); err != nil {
-				errc <- fmt.Errorf("metrics: %w", err)
-			}
-		}()
+		g.Go(func() error { return m.Serve(ctx, cfg.MetricsAddress, o.Log) })
 	}
 	serve := func(name string, port uint32, f func(context.Context, net.Listener) error) error {
 		ln, err := transport.Listen(transport.Port(o.Host, port))
 		if err != nil {
 			return fmt.Errorf("failed to listen for the enclave's %s channel: %w", name, err)
 		}
-		go func() { errc <- f(ctx, ln) }()
+		g.Go(func() error { return f(ctx, ln) })
 		return nil
 	}
-	cluster, err := openCluster(ctx, cfg, m, o.Log)
-	if err != nil {
-		return err
-	}
-	stateServer := &StateServer{File: state, Log: o.Log, Metrics: m}
-	if cluster != nil { // not a nil *Store in the interface
-		stateServer.Cluster = cluster
-		// Stop the health loop before the connection, or it reports etcd
-		// down on the way out.
-		defer func() { cancel(); cluster.Close() }()
+	stateServer := &StateServer{File: s.state, Log: o.Log, Metrics: m}
+	if s.cluster != nil { // not a nil *Store in the interface
+		stateServer.Cluster = s.cluster
+		g.Go(func() error { s.cluster.Run(ctx); return nil })
 	}
 	errs := []error{
 		serve("state", cfg.EnclaveStatePort, stateServer.Serve),
 		serve("log", cfg.EnclaveLogPort, (&LogSink{Log: o.Log, Metrics: m, Events: o.Events}).Serve),
 	}
 	// Node i is bridged on the port after node i-1's, as the enclave dials.
-	for i, v := range validators {
+	for i, v := range s.validators {
 		errs = append(errs, serve("validator", cfg.EnclaveTendermintConn+uint32(i), (&Bridge{Validator: v, Log: o.Log, Metrics: m}).Serve))
 	}
 	if cfg.HA.Anchored() {
@@ -119,7 +149,7 @@ func Run(ctx context.Context, o Options) error {
 			return transport.Dial(ctx, transport.Port(o.Enclave, cfg.EnclaveConfigPort), nil)
 		},
 		Request: func(ctx context.Context) (*enclaveproto.Configure, error) {
-			req, expires, err := configureRequest(ctx, cfg, sealed, o.Credentials)
+			req, expires, err := configureRequest(ctx, cfg, s.sealed, o.Credentials)
 			m.CredentialsExpiry(expires)
 			return req, err
 		},
@@ -128,21 +158,13 @@ func Run(ctx context.Context, o Options) error {
 		StartupTimeout: o.EnclaveTimeout,
 		Log:            o.Log,
 	}
-	go func() { errc <- conf.Run(ctx) }()
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-errc:
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
+	g.Go(func() error { return conf.Run(ctx) })
+	return nil
 }
 
 // openCluster connects to etcd when the configuration has an [ha] table
-// and keeps this instance's lease and health check running until ctx ends.
-func openCluster(ctx context.Context, cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (*etcdstore.Store, error) {
+// and the enclave does not reach it itself; the caller runs its health loop.
+func openCluster(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (*etcdstore.Store, error) {
 	h := cfg.HA
 	switch {
 	case h.Anchored(): // the enclave reaches etcd itself
@@ -156,7 +178,6 @@ func openCluster(ctx context.Context, cfg *config.Config, m *metrics.Metrics, lo
 	if err != nil {
 		return nil, err
 	}
-	go st.Run(ctx)
 	log.Info("high availability: every decision is committed to etcd before it is signed", "instance", h.Instance, "endpoints", h.Endpoints)
 	return st, nil
 }

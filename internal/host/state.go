@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
@@ -104,10 +105,13 @@ func (s *StateServer) commit(ctx context.Context, d *enclaveproto.CommitDecision
 }
 
 // serveOne accepts connections and serves the newest one, closing the
-// previous one: on every channel exactly one enclave is the peer.
+// previous one: on every channel exactly one enclave is the peer. It
+// returns once no connection is being served.
 func serveOne(ctx context.Context, ln net.Listener, log *slog.Logger, name string, serve func(context.Context, net.Conn) error) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	var cancelPrev context.CancelFunc = func() {}
 	defer func() { cancelPrev() }()
 	for {
@@ -121,7 +125,7 @@ func serveOne(ctx context.Context, ln net.Listener, log *slog.Logger, name strin
 		cancelPrev()
 		cctx, cancel := context.WithCancel(ctx)
 		cancelPrev = cancel
-		go func() {
+		wg.Go(func() {
 			defer nc.Close()
 			context.AfterFunc(cctx, func() { nc.Close() })
 			err := serve(cctx, nc)
@@ -135,6 +139,6 @@ func serveOne(ctx context.Context, ln net.Listener, log *slog.Logger, name strin
 			default:
 				log.Warn("dropped the enclave connection", "channel", name, "err", err)
 			}
-		}()
+		})
 	}
 }
