@@ -53,11 +53,14 @@ func newHarness(t *testing.T, network string, d privval.Dialect) *harness {
 		ln = cmtprivval.NewTCPListener(l, nodeKey)
 		addr = "tcp://" + transport.NodeID(ed25519.PublicKey(nodeKey.PubKey().Bytes())) + "@" + l.Addr().String()
 	}
-	client, err := cmtprivval.NewSignerClient(cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), ln), chain)
+	endpoint := cmtprivval.NewSignerListenerEndpoint(cmtlog.NewNopLogger(), ln)
+	client, err := cmtprivval.NewSignerClient(endpoint, chain)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { client.Close() })
+	// Closing the client only drops its connection; stopping the
+	// endpoint ends its accept and ping loops too.
+	t.Cleanup(func() { endpoint.Stop() })
 	key, err := signer.GenerateEd25519()
 	if err != nil {
 		t.Fatal(err)
