@@ -6,33 +6,15 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/e2e"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/hatest"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
 func decision(h int64, payload byte) signstate.State {
 	return signstate.State{Height: h, Step: signstate.StepPrevote, SignBytes: []byte{payload, payload}}
-}
-
-// logBuffer is a concurrency-safe log destination.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // stored opens the store's record with k.
@@ -66,15 +48,15 @@ func TestGuardCommitFaults(t *testing.T) {
 	key := testKey(t, 1, "chain-1")
 	tests := []struct {
 		name string
-		run  func(t *testing.T, s *hatest.Store, a, b *Guard, logs *logBuffer)
+		run  func(t *testing.T, s *hatest.Store, a, b *Guard, logs *e2e.SyncBuffer)
 	}{
-		{"one winner per position", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *logBuffer) {
+		{"one winner per position", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *e2e.SyncBuffer) {
 			mustCommit(t, a, decision(1, 0xA), decision(1, 0xA), "a")
 			mustCommit(t, b, decision(1, 0xB), decision(1, 0xA), "a")
 			mustCommit(t, b, decision(2, 0xB), decision(2, 0xB), "b")
 			mustCommit(t, a, decision(2, 0xA), decision(2, 0xB), "b")
 		}},
-		{"lost answer", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *logBuffer) {
+		{"lost answer", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *e2e.SyncBuffer) {
 			// The swap landed but a never heard so: it must not report a
 			// win it cannot prove, and must never put another payload at
 			// that position afterwards.
@@ -94,7 +76,7 @@ func TestGuardCommitFaults(t *testing.T) {
 			}
 			mustCommit(t, a, decision(2, 0xA), decision(2, 0xA), "a")
 		}},
-		{"stale revision", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *logBuffer) {
+		{"stale revision", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *e2e.SyncBuffer) {
 			mustCommit(t, a, decision(1, 0xA), decision(1, 0xA), "a")
 			s.Inject(hatest.StaleRevision)
 			calls := s.Calls()
@@ -106,7 +88,7 @@ func TestGuardCommitFaults(t *testing.T) {
 				t.Fatalf("the store holds %v, want height 2", st.HRS())
 			}
 		}},
-		{"stale revision every time", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *logBuffer) {
+		{"stale revision every time", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *e2e.SyncBuffer) {
 			mustCommit(t, a, decision(1, 0xA), decision(1, 0xA), "a")
 			for range maxAttempts {
 				s.Inject(hatest.StaleRevision)
@@ -118,7 +100,7 @@ func TestGuardCommitFaults(t *testing.T) {
 				t.Fatalf("the store holds %v, want height 1", st.HRS())
 			}
 		}},
-		{"no quorum", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *logBuffer) {
+		{"no quorum", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *e2e.SyncBuffer) {
 			s.Inject(hatest.NoQuorum)
 			if got, _, err := a.Commit(ctx, decision(1, 0xA)); !errors.Is(err, ErrUnavailable) || got.SignBytes != nil {
 				t.Fatalf("without quorum: %v, %v; want ErrUnavailable and no decision", got.HRS(), err)
@@ -128,7 +110,7 @@ func TestGuardCommitFaults(t *testing.T) {
 			}
 			mustCommit(t, a, decision(1, 0xA), decision(1, 0xA), "a")
 		}},
-		{"forged record at the same position", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *logBuffer) {
+		{"forged record at the same position", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *e2e.SyncBuffer) {
 			// Someone with the store's credentials but not the key writes
 			// the position a is about to commit: a must not take it as
 			// the cluster's decision (its signer would sign it).
@@ -144,7 +126,7 @@ func TestGuardCommitFaults(t *testing.T) {
 				t.Fatal("the guard overwrote a record it could not authenticate")
 			}
 		}},
-		{"forged records", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *logBuffer) {
+		{"forged records", func(t *testing.T, s *hatest.Store, a, b *Guard, _ *e2e.SyncBuffer) {
 			foreign, _ := testKey(t, 1, "chain-2").Seal(decision(100, 1), "mallory")
 			for name, rec := range map[string][]byte{
 				"garbage":       []byte("not a record"),
@@ -157,7 +139,7 @@ func TestGuardCommitFaults(t *testing.T) {
 				}
 			}
 		}},
-		{"rolled back", func(t *testing.T, s *hatest.Store, a, b *Guard, logs *logBuffer) {
+		{"rolled back", func(t *testing.T, s *hatest.Store, a, b *Guard, logs *e2e.SyncBuffer) {
 			mustCommit(t, a, decision(3, 0xA), decision(3, 0xA), "a")
 			s.Put(nil)
 			calls := s.Calls()
@@ -181,7 +163,7 @@ func TestGuardCommitFaults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &hatest.Store{}
-			logs := &logBuffer{}
+			logs := &e2e.SyncBuffer{}
 			log := slog.New(slog.NewTextHandler(logs, nil))
 			tt.run(t, s, NewGuard(s, key, "a", log), NewGuard(s, key, "b", log), logs)
 		})
@@ -221,23 +203,8 @@ func TestGuardRace(t *testing.T) {
 	key := testKey(t, 1, "chain-1")
 	s := &hatest.Store{}
 	guards := []*Guard{NewGuard(s, key, "a", nil), NewGuard(s, key, "b", nil), NewGuard(s, key, "c", nil)}
-	for h := int64(1); h <= 50; h++ {
-		var wg sync.WaitGroup
-		results := make([]signstate.State, len(guards))
-		for i, g := range guards {
-			wg.Go(func() {
-				st, _, err := g.Commit(context.Background(), decision(h, byte(i+1)))
-				if err != nil {
-					t.Error(err)
-				}
-				results[i] = st
-			})
-		}
-		wg.Wait()
-		for i := range results {
-			if results[i].HRS() != results[0].HRS() || !bytes.Equal(results[i].SignBytes, results[0].SignBytes) {
-				t.Fatalf("height %d: instances disagree on the decision: %v", h, results)
-			}
-		}
-	}
+	hatest.Race(t, len(guards), 1, 50, func(h int64, i int) (signstate.State, error) {
+		st, _, err := guards[i].Commit(context.Background(), decision(h, byte(i+1)))
+		return st, err
+	})
 }

@@ -69,19 +69,25 @@ func TestRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer up.Close()
-		for _, hop := range []struct{ from, to net.Conn }{{enclave, up}, {up, enclave}} {
-			if _, err := hop.from.Write([]byte("tls")); err != nil {
-				t.Fatal(err)
-			}
-			buf := make([]byte, 3)
-			if _, err := io.ReadFull(hop.to, buf); err != nil || string(buf) != "tls" {
-				t.Fatalf("relayed %q, %v", buf, err)
-			}
-		}
+		exchange(t, enclave, up)
 		if err := stop(); err != nil {
 			t.Fatalf("Serve = %v, want nil once its context ends", err)
 		}
 		expectEOF("enclave side", enclave)
 		expectEOF("member side", up)
 	})
+}
+
+// exchange checks that bytes written on a arrive on b, and back.
+func exchange(t *testing.T, a, b net.Conn) {
+	t.Helper()
+	for _, hop := range []struct{ from, to net.Conn }{{a, b}, {b, a}} {
+		if _, err := hop.from.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(hop.to, buf); err != nil || string(buf) != "ping" {
+			t.Fatalf("carried %q, %v", buf, err)
+		}
+	}
 }

@@ -215,15 +215,7 @@ func TestRunServesTheEnclave(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer node.Close()
-	for _, hop := range []struct{ from, to net.Conn }{{validator, node}, {node, validator}} {
-		if _, err := hop.from.Write([]byte("ping")); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 4)
-		if _, err := io.ReadFull(hop.to, buf); err != nil || string(buf) != "ping" {
-			t.Fatalf("bridged %q, %v", buf, err)
-		}
-	}
+	exchange(t, validator, node)
 	for !r.log.has("hello from the enclave") {
 		if ctx.Err() != nil {
 			t.Fatal("the enclave's log record was not logged")

@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdlocal"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdstore"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/hatest"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
@@ -89,27 +89,10 @@ func TestGuard(t *testing.T) {
 
 	t.Run("race", func(t *testing.T) {
 		guards := []*ha.Guard{a, b, guard(t, open(t, c, "c", log), "c", log)}
-		for h := int64(10); h < 30; h++ {
-			var wg sync.WaitGroup
-			results := make([]signstate.State, len(guards))
-			for i, g := range guards {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					st, _, err := g.Commit(ctx, decision(h, byte(i+1)))
-					if err != nil {
-						t.Error(err)
-					}
-					results[i] = st
-				}()
-			}
-			wg.Wait()
-			for i := range results {
-				if results[i].HRS() != results[0].HRS() || !bytes.Equal(results[i].SignBytes, results[0].SignBytes) {
-					t.Fatalf("height %d: instances disagree on the decision: %v", h, results)
-				}
-			}
-		}
+		hatest.Race(t, len(guards), 10, 29, func(h int64, i int) (signstate.State, error) {
+			st, _, err := guards[i].Commit(ctx, decision(h, byte(i+1)))
+			return st, err
+		})
 	})
 
 	cli := client(t, c)
