@@ -78,18 +78,18 @@ func Run(ctx context.Context, o Options) error {
 		// way out.
 		defer cluster.Close()
 	}
-	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(runCtx)
 	s := &servers{o: o, validators: validators, sealed: sealed, state: state, cluster: cluster, m: m}
 	err = s.start(gctx, g)
 	if err != nil {
-		cancel()
+		cancel() // stops what started before the failure
 	}
 	// Every goroutine has stopped before the state file and the cluster
-	// connection they use are closed.
-	if werr := g.Wait(); err == nil && parent.Err() == nil {
+	// connection they use are closed. Once ctx has ended, their errors are
+	// only the way they stopped.
+	if werr := g.Wait(); err == nil && ctx.Err() == nil {
 		err = werr
 	}
 	return err
