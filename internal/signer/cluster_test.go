@@ -8,10 +8,10 @@ import (
 	"time"
 
 	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
-	"github.com/cometbft/cometbft/types"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/hatest"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signbytes"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
@@ -127,7 +127,11 @@ func TestCommitBeforeSigning(t *testing.T) {
 			// has the store's credentials.
 			forger, _ := ha.DeriveKey(bytes.Repeat([]byte{4}, 32), clusterChain)
 			v := otherBlock(vote(4))
-			rec, err := forger.Seal(signstate.State{Height: 4, Step: signstate.StepPrevote, SignBytes: types.VoteSignBytes(clusterChain, v)}, "b")
+			sb, err := signbytes.Vote(clusterChain, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := forger.Seal(signstate.State{Height: 4, Step: signstate.StepPrevote, SignBytes: sb}, "b")
 			if err != nil {
 				t.Fatal(err)
 			}
