@@ -38,6 +38,7 @@ func (e *Enclave) seal(ctx context.Context, region, keyID, purpose string, creds
 	if err != nil {
 		return nil, err
 	}
+	defer kc.Close()
 	sk := &sealedkey.Key{Version: 2, Purpose: purpose, KeyType: "ed25519", KMSKeyID: keyID, Region: region,
 		Origin: sealedkey.Imported, ChainIDs: b.ChainIDs, Anchor: b.Anchor}
 	var key *signer.Ed25519
@@ -83,6 +84,7 @@ func (e *Enclave) sealAnchor(ctx context.Context, m *enclaveproto.SealAnchor) (*
 	if err != nil {
 		return nil, err
 	}
+	defer kc.Close()
 	sk := &sealedkey.Key{Version: 2, Purpose: sealedkey.Anchor, Origin: sealedkey.Generated, Anchor: fp, KMSKeyID: m.KMSKeyID, Region: m.Region}
 	r, err := kms.NewRecipient(ctx, e.p.NSM, nil, nil)
 	if err != nil {

@@ -78,6 +78,7 @@ func (e *Enclave) configure(ctx context.Context, c *enclaveproto.Configure) (*en
 	if err != nil {
 		return nil, err
 	}
+	defer kc.Close() // KMS is needed only to unseal
 	k, err := e.unsealKeys(ctx, kc, c, secret)
 	if err != nil {
 		return nil, err

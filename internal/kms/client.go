@@ -49,6 +49,7 @@ type Config struct {
 // Client calls KMS. It is safe for concurrent use.
 type Client struct {
 	api    *kms.Client
+	hc     *http.Client
 	region string
 }
 
@@ -71,16 +72,22 @@ func New(cfg Config) (*Client, error) {
 	if timeout == 0 {
 		timeout = defaultTimeout
 	}
+	hc := httpClient(cfg.Dial, roots, host, timeout)
 	api := kms.New(kms.Options{
 		Region:           cfg.Region,
 		BaseEndpoint:     aws.String(endpoint),
 		Credentials:      cfg.Credentials,
-		HTTPClient:       httpClient(cfg.Dial, roots, host, timeout),
+		HTTPClient:       hc,
 		RetryMaxAttempts: cfg.MaxAttempts,
 		HTTPSignerV4:     uncachedSigner{},
 	})
-	return &Client{api: api, region: cfg.Region}, nil
+	return &Client{api: api, hc: hc, region: cfg.Region}, nil
 }
+
+// Close closes the client's idle connections, and with them the
+// goroutines that keep them: the enclave makes a client per request from
+// the host, and nothing else would close them before they time out.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
 // endpointOf returns the endpoint URL and the host name TLS must verify.
 func endpointOf(cfg Config) (string, string, error) {

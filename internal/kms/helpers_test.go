@@ -92,13 +92,18 @@ func (f *fixture) roots(t *testing.T) *x509.CertPool {
 
 // client returns an internal/kms client for the local KMS signing with creds.
 func (f *fixture) client(t *testing.T, creds aws.Credentials) *kms.Client {
+	return f.clientDialing(t, creds, f.dial)
+}
+
+// clientDialing is client reaching the local KMS through dial.
+func (f *fixture) clientDialing(t *testing.T, creds aws.Credentials, dial func(context.Context, string, string) (net.Conn, error)) *kms.Client {
 	t.Helper()
 	c := kms.NewCredentials()
 	if err := c.Set(creds); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := kms.New(kms.Config{
-		Region: f.srv.Region(), Endpoint: localEndpoint, Dial: f.dial, Roots: f.roots(t), Credentials: c, MaxAttempts: 1,
+		Region: f.srv.Region(), Endpoint: localEndpoint, Dial: dial, Roots: f.roots(t), Credentials: c, MaxAttempts: 1,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,5 +261,54 @@ func TestCredentialsReplacedAtRuntime(t *testing.T) {
 	}
 	if _, _, err := cl.Encrypt(t.Context(), f.keyARN, seed(t), chainCtx); err != nil {
 		t.Fatalf("Encrypt after Set: %v", err)
+	}
+}
+
+// trackedConn records whether the client closed it.
+type trackedConn struct {
+	net.Conn
+	closed atomic.Bool
+}
+
+func (c *trackedConn) Close() error { c.closed.Store(true); return c.Conn.Close() }
+
+// TestCloseDropsIdleConnections: the connection a request leaves open for
+// reuse is closed by Close, not left to time out.
+func TestCloseDropsIdleConnections(t *testing.T) {
+	f := newFixture(t)
+	_, blob := f.sealed(t)
+	var mu sync.Mutex
+	var conns []*trackedConn
+	cl := f.clientDialing(t, f.srv.Credentials().AWS(), func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := f.dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := &trackedConn{Conn: c}
+		mu.Lock()
+		conns = append(conns, tc)
+		mu.Unlock()
+		return tc, nil
+	})
+	if _, err := cl.Decrypt(t.Context(), blob, f.keyARN, chainCtx, f.enclave(t, f.ca, f.pcr0)); err != nil {
+		t.Fatalf("Decrypt: %v", err)
+	}
+	open := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, c := range conns {
+			if !c.closed.Load() {
+				n++
+			}
+		}
+		return n
+	}
+	if open() == 0 {
+		t.Fatal("no connection kept for reuse: nothing for Close to do")
+	}
+	cl.Close()
+	if n := open(); n != 0 {
+		t.Fatalf("%d connections open after Close", n)
 	}
 }
