@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nitrocli"
 )
 
@@ -104,7 +104,7 @@ func runLaunchAll(ctx context.Context, env *Env, args []string) error {
 		}
 	}()
 	pctx, stopProxy := context.WithCancel(ctx)
-	proxy, err := tools.Proxy(pctx, cfg.AWSRegion, enclave.DefaultKMSPort, *proxyConfig)
+	proxy, err := tools.Proxy(pctx, cfg.AWSRegion, enclaveproto.KMSProxyPort, *proxyConfig)
 	if err != nil {
 		stopProxy()
 		return err

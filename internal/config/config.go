@@ -21,24 +21,19 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
 
 // Defaults, tmkms-light's where it has one.
 const (
 	DefaultEnclaveCID       = 15
-	DefaultConfigPort       = 5050 // enclave listens: config push, key generation
-	DefaultStatePort        = 5555 // host listens: double-sign state
-	DefaultValidatorPort    = 5000 // host listens: privval bridge (enclave_tendermint_conn)
-	DefaultLogPort          = 6050 // host listens: enclave logs (tmkms-light's log_server_port)
-	KMSProxyPort            = 8000 // host listens: the vsock-proxy to KMS, fixed in the enclave
 	DefaultProtocolVersion  = "auto"
 	DefaultMaxMessageSize   = 64 << 10
 	MaxMaxMessageSize       = 4 << 20
 	MinMaxMessageSize       = 1 << 10
 	DefaultLogFormat        = "text"
 	MaxChainIDLen           = 50        // CometBFT's limit
-	MaxAddresses            = 8         // nodes one signer serves at once
 	maxFileSize             = 256 << 10 // tmkms.toml is about 2 KiB
 	defaultAddress          = "unix:///tmp/validator.socket"
 	defaultChainID          = "testchain-1"
@@ -56,7 +51,6 @@ const (
 	MaxHAEndpoints     = 16
 	MaxHAKeyPrefixLen  = 128
 	MaxHAInstanceLen   = 64
-	DefaultAnchorPort  = 7000 // host listens: relay to etcd member i on 7000+i
 )
 
 // Config is a parsed tmkms.toml. Field comments give the TOML key.
@@ -84,7 +78,7 @@ type Config struct {
 	// --cid flag overrides it).
 	EnclaveConfigCID uint32
 	// enclave_config_port: the enclave's vsock port for configuration. It
-	// must be DefaultConfigPort: the enclave listens before it has any
+	// must be enclaveproto.ConfigPort: the enclave listens before it has any
 	// configuration, on the port built into its measured image.
 	// enclave_state_port, enclave_tendermint_conn: the host's vsock ports
 	// of the state and validator channels.
@@ -296,10 +290,10 @@ func Default(region string) *Config {
 		SealedIDKeyPath:        defaultIDKeyPath,
 		StateFilePath:          defaultStatePath,
 		EnclaveConfigCID:       DefaultEnclaveCID,
-		EnclaveConfigPort:      DefaultConfigPort,
-		EnclaveStatePort:       DefaultStatePort,
-		EnclaveTendermintConn:  DefaultValidatorPort,
-		EnclaveLogPort:         DefaultLogPort,
+		EnclaveConfigPort:      enclaveproto.ConfigPort,
+		EnclaveStatePort:       enclaveproto.DefaultStatePort,
+		EnclaveTendermintConn:  enclaveproto.DefaultValidatorPort,
+		EnclaveLogPort:         enclaveproto.DefaultLogPort,
 		AWSRegion:              region,
 		ProtocolVersion:        DefaultProtocolVersion,
 		MaxMessageSize:         DefaultMaxMessageSize,

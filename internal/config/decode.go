@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 )
 
 // file is tmkms.toml as go-toml sees it, and the one list of its keys:
@@ -124,10 +126,10 @@ func isTable(name string) bool {
 func decode(data []byte) (*Config, error) {
 	f := file{
 		EnclaveConfigCID:      DefaultEnclaveCID,
-		EnclaveConfigPort:     DefaultConfigPort,
-		EnclaveStatePort:      DefaultStatePort,
-		EnclaveTendermintConn: DefaultValidatorPort,
-		EnclaveLogPort:        DefaultLogPort,
+		EnclaveConfigPort:     enclaveproto.ConfigPort,
+		EnclaveStatePort:      enclaveproto.DefaultStatePort,
+		EnclaveTendermintConn: enclaveproto.DefaultValidatorPort,
+		EnclaveLogPort:        enclaveproto.DefaultLogPort,
 		ProtocolVersion:       DefaultProtocolVersion,
 		MaxMessageSize:        DefaultMaxMessageSize,
 		LogFormat:             DefaultLogFormat,
@@ -210,7 +212,7 @@ func (f *fileHA) config() *HA {
 	case f.Port != nil:
 		h.AnchorPort = *f.Port
 	case f.Anchor != "":
-		h.AnchorPort = DefaultAnchorPort
+		h.AnchorPort = enclaveproto.DefaultAnchorPort
 	}
 	if f.KeyPrefix != nil {
 		h.KeyPrefix = *f.KeyPrefix

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 )
 
 // haTable is a valid [ha] table, one key a line; in minimal+haTable,
@@ -338,7 +340,7 @@ func TestAnchoredHA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.HA.Anchored() || c.HA.AnchorPort != DefaultAnchorPort || c.HA.SealedAnchorPath != "/etc/tmkms/secrets/anchor.sealed" {
+	if !c.HA.Anchored() || c.HA.AnchorPort != enclaveproto.DefaultAnchorPort || c.HA.SealedAnchorPath != "/etc/tmkms/secrets/anchor.sealed" {
 		t.Fatalf("anchored [ha] = %+v", c.HA)
 	}
 	for name, tt := range map[string]struct{ toml, key string }{

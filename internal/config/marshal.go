@@ -2,6 +2,7 @@ package config
 
 import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/atomicfile"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 
 	"fmt"
 	"strings"
@@ -48,7 +49,7 @@ func Marshal(c *Config) ([]byte, error) {
 	w.blank()
 	w.comment("The enclave's vsock CID (the --cid flag overrides it) and the vsock ports of the config,")
 	w.comment("state, validator and log channels. The config port is built into the enclave image: it must be")
-	w.comment(fmt.Sprintf("%d. A list of addresses takes validator ports enclave_tendermint_conn, +1, and so on.", DefaultConfigPort))
+	w.comment(fmt.Sprintf("%d. A list of addresses takes validator ports enclave_tendermint_conn, +1, and so on.", enclaveproto.ConfigPort))
 	w.line("enclave_config_cid = %d", c.EnclaveConfigCID)
 	w.line("enclave_config_port = %d", c.EnclaveConfigPort)
 	w.line("enclave_state_port = %d", c.EnclaveStatePort)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
 
@@ -53,7 +54,7 @@ func (v *validator) check(key string, ok bool, format string, args ...any) {
 // addresses checks the validator addresses.
 func (v *validator) addresses(addrs []string) {
 	v.check("address", len(addrs) > 0, "must name the validator's privval listener")
-	v.check("address", len(addrs) <= MaxAddresses, "lists %d nodes, at most %d are served", len(addrs), MaxAddresses)
+	v.check("address", len(addrs) <= enclaveproto.MaxAddresses, "lists %d nodes, at most %d are served", len(addrs), enclaveproto.MaxAddresses)
 	for _, s := range addrs {
 		if _, err := transport.ParseValidator(s); err != nil {
 			v.check("address", false, "%s", strings.TrimPrefix(err.Error(), "transport: "))
@@ -74,8 +75,8 @@ func (v *validator) path(key, p string, required bool) {
 // be one port. The config port is the enclave's own, but is kept apart
 // too, so that one number names one channel.
 func (v *validator) ports(c *Config) {
-	v.check("enclave_config_port", c.EnclaveConfigPort == DefaultConfigPort,
-		"must be %d, got %d: the enclave listens for its configuration before it has one, on the port built into its measured image", DefaultConfigPort, c.EnclaveConfigPort)
+	v.check("enclave_config_port", c.EnclaveConfigPort == enclaveproto.ConfigPort,
+		"must be %d, got %d: the enclave listens for its configuration before it has one, on the port built into its measured image", enclaveproto.ConfigPort, c.EnclaveConfigPort)
 	// key is the setting a collision is reported against, name the port
 	// as the message shows it.
 	type use struct {
@@ -101,7 +102,7 @@ func (v *validator) ports(c *Config) {
 			uses = append(uses, use{"ha.anchor_port", fmt.Sprintf("ha.anchor_port+%d (endpoint %d)", i, i+1), h.AnchorPort + uint32(i)})
 		}
 	}
-	seen := map[uint32]use{KMSProxyPort: {"", fmt.Sprintf("the KMS proxy's port (%d, fixed)", KMSProxyPort), KMSProxyPort}}
+	seen := map[uint32]use{enclaveproto.KMSProxyPort: {"", fmt.Sprintf("the KMS proxy's port (%d, fixed)", enclaveproto.KMSProxyPort), enclaveproto.KMSProxyPort}}
 	for _, u := range uses {
 		if other, dup := seen[u.port]; dup {
 			v.check(u.key, false, "port %d is both %s and %s", u.port, other.name, u.name)

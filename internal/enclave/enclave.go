@@ -29,14 +29,7 @@ import (
 )
 
 // Default host ports (tmkms-light's, plus the log channel).
-const (
-	DefaultConfigPort    = 5050
-	DefaultStatePort     = 5555
-	DefaultValidatorPort = 5000
-	DefaultLogPort       = 6050
-	DefaultKMSPort       = 8000
-	DefaultAnchorPort    = 7000 // etcd member i at 7000+i
-)
+const ()
 
 // Platform is what the enclave is given by the machine it runs on: vsock
 // and /dev/nsm on Nitro, unix sockets and a software NSM in local mode.
@@ -84,7 +77,7 @@ const refusalLogInterval = time.Minute
 // time it returns.
 func Run(ctx context.Context, p Platform) error {
 	ctx, cancel := context.WithCancel(ctx)
-	ship := newShipper(p.DialHost, DefaultLogPort)
+	ship := newShipper(p.DialHost, enclaveproto.DefaultLogPort)
 	e := &Enclave{p: p, creds: kms.NewCredentials(), ctx: ctx, ship: ship,
 		log: slog.New(&handler{local: p.Log.Handler(), ship: ship})}
 	var wg sync.WaitGroup

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
@@ -24,10 +25,10 @@ func Nitro(log *slog.Logger) (Platform, error) {
 	if err != nil {
 		return Platform{}, err
 	}
-	ln, err := transport.Listen(transport.Addr{Scheme: transport.Vsock, Port: DefaultConfigPort})
+	ln, err := transport.Listen(transport.Addr{Scheme: transport.Vsock, Port: enclaveproto.ConfigPort})
 	if err != nil {
 		dev.Close()
-		return Platform{}, fmt.Errorf("enclave: failed to listen on vsock port %d: %w", DefaultConfigPort, err)
+		return Platform{}, fmt.Errorf("enclave: failed to listen on vsock port %d: %w", enclaveproto.ConfigPort, err)
 	}
 	return platform(ln, transport.Addr{Scheme: transport.Vsock, CID: hostCID}, dev, nil, "", log), nil
 }
@@ -62,7 +63,7 @@ func Local(dir string, log *slog.Logger) (Platform, error) {
 	if err := os.MkdirAll(sockets, 0o700); err != nil {
 		return Platform{}, err
 	}
-	ln, err := transport.Listen(transport.Port(transport.Addr{Scheme: transport.Unix, Path: sockets}, DefaultConfigPort))
+	ln, err := transport.Listen(transport.Port(transport.Addr{Scheme: transport.Unix, Path: sockets}, enclaveproto.ConfigPort))
 	if err != nil {
 		return Platform{}, err
 	}
@@ -79,7 +80,7 @@ func platform(ln net.Listener, host transport.Addr, m nsm.NSM, roots *x509.CertP
 		DialHost: dialHost,
 		NSM:      m,
 		KMSDial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dialHost(ctx, DefaultKMSPort)
+			return dialHost(ctx, enclaveproto.KMSProxyPort)
 		},
 		KMSRoots:    roots,
 		KMSEndpoint: endpoint,

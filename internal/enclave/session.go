@@ -153,7 +153,7 @@ func (k *unsealed) configured() *enclaveproto.Configured {
 // when that is ahead. What it opens is released when sess stops.
 func (e *Enclave) newSigner(ctx context.Context, c *enclaveproto.Configure, k *unsealed, sess *session) (*signer.Signer, bool, error) {
 	store := &remoteStore{log: e.log, dial: func(ctx context.Context) (net.Conn, error) {
-		return e.p.DialHost(ctx, port(c.StatePort, DefaultStatePort))
+		return e.p.DialHost(ctx, port(c.StatePort, enclaveproto.DefaultStatePort))
 	}}
 	sess.release = append(sess.release, store.Close)
 	guard, anc, err := e.guard(ctx, k.kms, c, k.consensus, k.sealed, store)
@@ -231,7 +231,7 @@ func (e *Enclave) guard(ctx context.Context, kc *kms.Client, c *enclaveproto.Con
 			return nil, nil, fmt.Errorf("%w: the sealed anchor is %s, but the consensus key is bound to anchor %s", errBadConfig, fp[:16], sealed.Anchor[:16])
 		}
 		cl, err := anchor.New(b, c.ChainID, func(ctx context.Context, i int) (net.Conn, error) {
-			return e.p.DialHost(ctx, port(c.AnchorPort, DefaultAnchorPort)+uint32(i))
+			return e.p.DialHost(ctx, port(c.AnchorPort, enclaveproto.DefaultAnchorPort)+uint32(i))
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %w", errBadConfig, err)
@@ -292,7 +292,7 @@ func (e *Enclave) serve(sess *session, s *signer.Signer, dialect privval.Dialect
 	h := privval.NewHandler(s, dialect, e.log)
 	for i, a := range addrs {
 		sess.wg.Go(func() {
-			h.Run(sctx, e.validatorDialer(a, port(c.ValidatorPort, DefaultValidatorPort)+uint32(i), identity), privval.Options{MaxMessageSize: int(c.MaxMessageSize)})
+			h.Run(sctx, e.validatorDialer(a, port(c.ValidatorPort, enclaveproto.DefaultValidatorPort)+uint32(i), identity), privval.Options{MaxMessageSize: int(c.MaxMessageSize)})
 		})
 	}
 }

@@ -33,7 +33,7 @@ func (a *AnchorFiles) HA(sealedPath, instance string) *config.HA {
 	if instance == "" {
 		instance, _ = os.Hostname()
 	}
-	return &config.HA{Endpoints: a.Endpoints, SealedAnchorPath: sealedPath, AnchorPort: config.DefaultAnchorPort,
+	return &config.HA{Endpoints: a.Endpoints, SealedAnchorPath: sealedPath, AnchorPort: enclaveproto.DefaultAnchorPort,
 		KeyPrefix: a.Prefix, LeaseTTL: config.DefaultHALeaseTTL, Instance: instance}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
@@ -49,7 +50,7 @@ func FindEnclave(path string) (string, error) {
 
 // configAddr is where a local enclave listens for configuration.
 func configAddr(home string) transport.Addr {
-	return transport.Port(transport.Addr{Scheme: transport.Unix, Path: filepath.Join(home, enclave.LocalEnclaveSockets)}, enclave.DefaultConfigPort)
+	return transport.Port(transport.Addr{Scheme: transport.Unix, Path: filepath.Join(home, enclave.LocalEnclaveSockets)}, enclaveproto.ConfigPort)
 }
 
 // enclaveRunning reports whether an enclave answers on home's config socket.

@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -58,7 +59,7 @@ func StartKMS(home string, log *slog.Logger) (*KMS, error) {
 	if err := os.MkdirAll(hostDir, 0o700); err != nil {
 		return nil, err
 	}
-	addr := transport.Port(transport.Addr{Scheme: transport.Unix, Path: hostDir}, enclave.DefaultKMSPort)
+	addr := transport.Port(transport.Addr{Scheme: transport.Unix, Path: hostDir}, enclaveproto.KMSProxyPort)
 	ln, err := transport.Listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("local KMS: %w", err)

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
 )
 
 // TestStartRefusesRemoteValidator checks every address Start may take,
@@ -61,26 +60,5 @@ func TestStartRefusesRemoteValidator(t *testing.T) {
 				t.Errorf("insecure %v, but the log names %s: %v\n%s", c.insecure, remote, warned, logs.String())
 			}
 		})
-	}
-}
-
-// The helper's port defaults are the enclave's: the enclave cannot read
-// tmkms.toml, so the ports it uses before it is configured (config, log,
-// KMS) and the defaults it falls back to must be the same numbers.
-func TestPortDefaultsAgree(t *testing.T) {
-	for _, p := range []struct {
-		name          string
-		helper, enclv uint32
-	}{
-		{"config", config.DefaultConfigPort, enclave.DefaultConfigPort},
-		{"state", config.DefaultStatePort, enclave.DefaultStatePort},
-		{"validator", config.DefaultValidatorPort, enclave.DefaultValidatorPort},
-		{"log", config.DefaultLogPort, enclave.DefaultLogPort},
-		{"KMS proxy", config.KMSProxyPort, enclave.DefaultKMSPort},
-		{"anchor", config.DefaultAnchorPort, enclave.DefaultAnchorPort},
-	} {
-		if p.helper != p.enclv {
-			t.Errorf("%s port: the helper's is %d, the enclave's %d", p.name, p.helper, p.enclv)
-		}
 	}
 }

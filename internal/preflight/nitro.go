@@ -13,7 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nitrocli"
 )
 
@@ -93,7 +93,7 @@ func (r *runner) checkVsockProxy(context.Context) Result {
 	if err != nil {
 		return fail(CheckVsockProxy, err.Error(), "check needs to read "+r.o.ProcDir)
 	}
-	port := strconv.Itoa(enclave.DefaultKMSPort)
+	port := strconv.Itoa(enclaveproto.KMSProxyPort)
 	for _, p := range procs {
 		if p.localPort == port && p.remoteHost == r.kmsHost() && p.rPort == "443" {
 			detail := fmt.Sprintf("pid %s forwards vsock port %s to %s:443", p.pid, port, r.kmsHost())
