@@ -55,12 +55,14 @@ const prog = "tmkms-nitro-helper"
 
 // Main runs tmkms-nitro-helper's command line and returns the exit status.
 func Main(ctx context.Context, args []string, env *Env) int {
-	devTool := "it is a development tool: go run ./cmd/tmkms-nitro-dev "
 	p := Program{
 		Name:     prog,
 		About:    "runs the host side of a CometBFT validator signer whose key lives in an AWS Nitro Enclave",
 		Commands: commands(),
-		Moved:    map[string]string{"demo": devTool + "demo", "bench": devTool + "bench", "kms-emulator": devTool + "kms-emulator"},
+		Moved:    map[string]string{},
+	}
+	for _, dev := range []string{"bench", "demo", "kms-emulator"} {
+		p.Moved[dev] = dev + " is in tmkms-nitro-dev, the development command: go run ./cmd/tmkms-nitro-dev " + dev
 	}
 	return p.Main(ctx, args, env)
 }
