@@ -29,10 +29,7 @@ func TestScript(t *testing.T) {
 		t.Fatalf("building the enclave: %v\n%s", err, out)
 	}
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata",
-		Setup: func(e *testscript.Env) error {
-			e.Setenv("ENCLAVE", enclave)
-			return nil
-		},
+		Dir:   "testdata",
+		Setup: func(e *testscript.Env) error { e.Setenv("ENCLAVE", enclave); return nil },
 	})
 }
