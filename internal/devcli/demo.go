@@ -130,12 +130,15 @@ func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error 
 	}
 	fmt.Fprintln(d.env.Stdout)
 
-	ctx, cancel := context.WithCancel(ctx)
+	// An interrupt stops the node first, the signers after it (the deferred
+	// calls run in reverse): a node stopped while it waits for a signer that
+	// is gone retries for minutes before it stops.
+	signing, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	signers := make([]*demoSigner, len(homes))
 	errc := make(chan error, len(homes))
 	for i, home := range homes {
-		signers[i] = d.startSigner(ctx, home, bin, log, errc)
+		signers[i] = d.startSigner(signing, home, bin, log, errc)
 	}
 	for _, s := range signers {
 		select {
