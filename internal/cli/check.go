@@ -24,11 +24,11 @@ func runCheck(ctx context.Context, env *Env, args []string) error {
 	proxyConfig := fs.String("proxy-config", preflight.DefaultProxyConfig, "the vsock-proxy allowlist to check")
 	procDir := fs.String("proc", preflight.DefaultProcDir, "where to look for a running vsock-proxy")
 	timeout := fs.Duration("timeout", preflight.DefaultTimeout, "limit for each check that waits (nitro-cli, AWS credentials, DNS)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *cid > math.MaxUint32 {
-		return withHint(errors.New("check: --cid is out of range"), "pass the CID 'nitro-cli describe-enclaves' shows")
+		return WithHint(errors.New("check: --cid is out of range"), "pass the CID 'nitro-cli describe-enclaves' shows")
 	}
 	rs := preflight.Run(ctx, preflight.Options{
 		ConfigPath:  *path,

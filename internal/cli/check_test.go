@@ -118,7 +118,7 @@ func TestCheckBadFlags(t *testing.T) {
 	if err := runCheck(context.Background(), env, checkArgs(dir, "--cid", "99999999999")); err == nil || !strings.Contains(err.Error(), "out of range") {
 		t.Errorf("--cid 99999999999: %v", err)
 	}
-	if err := runCheck(context.Background(), env, checkArgs(dir, "extra")); err != errUsage {
-		t.Errorf("extra argument: %v, want errUsage", err)
+	if err := runCheck(context.Background(), env, checkArgs(dir, "extra")); err != ErrUsage {
+		t.Errorf("extra argument: %v, want ErrUsage", err)
 	}
 }

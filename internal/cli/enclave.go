@@ -34,7 +34,7 @@ func runEnclaveRun(ctx context.Context, env *Env, args []string) error {
 	var r runFlags
 	r.register(fs)
 	cid := fs.Uint("cid", 0, "the enclave's CID (default: chosen by nitro-cli)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	r.o.CID = uint32(*cid)
@@ -49,7 +49,7 @@ func runEnclaveRun(ctx context.Context, env *Env, args []string) error {
 func runEnclaveStop(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "enclave stop", "[--enclave-id ID]", "Terminates the enclave (all enclaves if no id is given).")
 	id := fs.String("enclave-id", "", "the enclave to terminate")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	return nitrocli.Tools{}.Terminate(ctx, *id)
@@ -57,7 +57,7 @@ func runEnclaveStop(ctx context.Context, env *Env, args []string) error {
 
 func runEnclaveInfo(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "enclave info", "", "Prints the running enclaves (nitro-cli describe-enclaves).")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	es, err := nitrocli.Tools{}.Describe(ctx)
@@ -79,7 +79,7 @@ func runLaunchAll(ctx context.Context, env *Env, args []string) error {
 	path := fs.String("c", "tmkms.toml", "configuration file")
 	enclaveTimeout := fs.Duration("enclave-timeout", 30*time.Second, "give up when the enclave does not answer this long after start")
 	proxyConfig := fs.String("proxy-config", "", "vsock-proxy allowlist (default: vsock-proxy's own, /etc/nitro_enclaves/vsock-proxy.yaml)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*path, 0)

@@ -41,10 +41,10 @@ func (k *keyFlags) register(fs *flag.FlagSet) {
 
 func (k *keyFlags) check() error {
 	if k.region == "" || k.keyID == "" {
-		return withHint(errors.New("-a REGION and -k KMS_KEY_ID are required"), "e.g. tmkms-nitro-helper init -a ap-southeast-1 -k <key id> -p bech32 -b crocnclconspub")
+		return WithHint(errors.New("-a REGION and -k KMS_KEY_ID are required"), "e.g. tmkms-nitro-helper init -a ap-southeast-1 -k <key id> -p bech32 -b crocnclconspub")
 	}
 	if len(k.chainIDs) == 0 {
-		return withHint(errors.New("--chain-id is required: the key is bound to the chains it may sign for when it is sealed"),
+		return WithHint(errors.New("--chain-id is required: the key is bound to the chains it may sign for when it is sealed"),
 			"repeat --chain-id for each chain that shares the key, e.g. a provider chain and its consumer chains")
 	}
 	if _, err := pubkey.Format(make([]byte, 32), k.display, k.prefix); err != nil {
@@ -65,7 +65,7 @@ func runInit(ctx context.Context, env *Env, args []string) error {
 			"machine you trust before the key is registered on chain.")
 	var k keyFlags
 	k.register(fs)
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := k.check(); err != nil {
@@ -86,7 +86,7 @@ func runImport(ctx context.Context, env *Env, args []string) error {
 	k.register(fs)
 	keyFile := fs.String("key", "", "the priv_validator_key.json to import (required)")
 	stateFile := fs.String("state", "", "the validator's priv_validator_state.json (FilePV or tmkms format), strongly advised")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := k.check(); err != nil {
@@ -157,7 +157,7 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 	}
 	awsCreds, err := provider.Retrieve(ctx)
 	if err != nil {
-		return withHint(fmt.Errorf("no AWS credentials: %w", err), "run on the EC2 instance with its instance role, or set [credentials] in tmkms.toml")
+		return WithHint(fmt.Errorf("no AWS credentials: %w", err), "run on the EC2 instance with its instance role, or set [credentials] in tmkms.toml")
 	}
 	enclave := transport.Port(transport.Addr{Scheme: transport.Vsock, CID: cfg.EnclaveConfigCID}, cfg.EnclaveConfigPort)
 	anchorFiles, _ := k.anchorFiles()
@@ -182,9 +182,9 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 	sealed, err := cer.Run(ctx, paths)
 	switch {
 	case errors.Is(err, host.ErrKeyExists):
-		return withHint(err, "pass --force to replace it; the old key is then lost for good")
+		return WithHint(err, "pass --force to replace it; the old key is then lost for good")
 	case err != nil:
-		return withHint(err, fmt.Sprintf("is the enclave running at CID %d ('tmkms-nitro-helper enclave info'), and vsock-proxy on port 8000?", cfg.EnclaveConfigCID))
+		return WithHint(err, fmt.Sprintf("is the enclave running at CID %d ('tmkms-nitro-helper enclave info'), and vsock-proxy on port 8000?", cfg.EnclaveConfigCID))
 	}
 	if table != nil {
 		if err := config.Edit(filepath.Join(k.dir, "tmkms.toml"), func(c *config.Config) { c.HA = table }); err != nil {

@@ -35,12 +35,12 @@ func runLocalInit(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&o.Address, "address", "", "the validator's priv_validator_laddr (default unix://DIR/privval.sock)")
 	fs.StringVar(&o.Enclave, "enclave", "", "path of tmkms-nitro-enclave (default: next to this program, or on $PATH)")
 	fs.BoolVar(&o.Force, "force", false, "replace existing keys (the old key is lost)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if o.Home == "" || len(cf.chainIDs) == 0 {
 		fs.Usage()
-		return errUsage
+		return ErrUsage
 	}
 	var err error
 	if o.Anchor, err = cf.anchorFiles(); err != nil {
@@ -68,12 +68,12 @@ func runLocalReplicate(_ context.Context, env *Env, args []string) error {
 	fs.StringVar(&home, "home", "", "the new instance's directory; must not exist (required)")
 	fs.StringVar(&instance, "instance", "", "the new instance's name in the anchor's records (default: the directory's name)")
 	fs.StringVar(&address, "address", "", "the validator's priv_validator_laddr (default unix://DIR2/privval.sock when DIR's is in DIR)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if from == "" || home == "" {
 		fs.Usage()
-		return errUsage
+		return ErrUsage
 	}
 	if instance == "" {
 		instance = filepath.Base(home)
@@ -97,12 +97,12 @@ func runLocalStart(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&o.Enclave, "enclave", "", "path of tmkms-nitro-enclave (default: next to this program, or on $PATH)")
 	fs.BoolVar(&o.Insecure, "insecure", false, "sign for a validator on another machine (tcp to a non-loopback host), for a trial only")
 	jsonLogs := fs.Bool("log-json", false, "log JSON instead of text")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if o.Home == "" {
 		fs.Usage()
-		return errUsage
+		return ErrUsage
 	}
 	fmt.Fprintf(env.Stderr, "%s: %s\n", prog, localmode.Notice(o.Home))
 	o.Log = newLogger(env, *jsonLogs)
@@ -136,9 +136,9 @@ func hintFor(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, localmode.ErrNoEnclaveBinary):
-		return withHint(err, enclaveHint)
+		return WithHint(err, enclaveHint)
 	case errors.Is(err, localmode.ErrRemoteValidator):
-		return withHint(err, "point the node at a unix socket or a loopback address; to sign for a remote node anyway,\n"+
+		return WithHint(err, "point the node at a unix socket or a loopback address; to sign for a remote node anyway,\n"+
 			"as a trial with no stake, pass --insecure")
 	}
 	return err

@@ -15,11 +15,11 @@ func runPCR(_ context.Context, env *Env, args []string) error {
 	instance := fs.String("instance-id", "", "EC2 instance id (PCR4), e.g. from http://169.254.169.254/latest/meta-data/instance-id")
 	role := fs.String("role-arn", "", "IAM role ARN of the parent instance (PCR3)")
 	eif := fs.String("eif", "", "enclave image file (PCR0, PCR1, PCR2)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *instance == "" && *role == "" && *eif == "" {
-		return withHint(errors.New("nothing to measure"), "pass --instance-id, --role-arn or --eif")
+		return WithHint(errors.New("nothing to measure"), "pass --instance-id, --role-arn or --eif")
 	}
 	if *eif != "" {
 		img, err := pcr.ReadEIFFile(*eif)

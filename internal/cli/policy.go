@@ -26,12 +26,12 @@ func runPolicy(_ context.Context, env *Env, args []string) error {
 	fs.BoolVar(&p.Debug, "debug", false, "pin the all-zero PCR0 of an enclave run with --debug-mode (never for production)")
 	fs.BoolVar(&p.NoDeny, "no-deny", false, "omit every explicit Deny, as the seed guide does (weaker: IAM policies may then let the role plant a key or decrypt unattested)")
 	fs.StringVar(&p.Partition, "partition", "", "AWS partition (default aws)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	pol, err := kmspolicy.Seed(p)
 	if err != nil {
-		return withHint(err, "see 'tmkms-nitro-helper policy -h'")
+		return WithHint(err, "see 'tmkms-nitro-helper policy -h'")
 	}
 	out, err := kmspolicy.Marshal(pol)
 	if err != nil {

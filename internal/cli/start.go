@@ -24,7 +24,7 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	cid := fs.Uint("cid", 0, "the enclave's vsock CID (default: enclave_config_cid of the configuration)")
 	jsonLogs := fs.Bool("log-json", false, "log JSON instead of the configuration's log_format")
 	wait := fs.Duration("enclave-timeout", 30*time.Second, "give up when no enclave answers this long after start")
-	if err := parse(fs, args, 0); err != nil {
+	if err := Parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*path, uint32(*cid))
@@ -49,10 +49,10 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 		},
 	})
 	if errors.Is(err, host.ErrNotConfigured) {
-		return withHint(err, "the enclave reaches KMS through vsock-proxy on port 8000: is it running ('vsock-proxy 8000 kms."+cfg.AWSRegion+".amazonaws.com 443'), with the KMS endpoint in its allowlist?")
+		return WithHint(err, "the enclave reaches KMS through vsock-proxy on port 8000: is it running ('vsock-proxy 8000 kms."+cfg.AWSRegion+".amazonaws.com 443'), with the KMS endpoint in its allowlist?")
 	}
 	if errors.Is(err, host.ErrNoEnclave) {
-		return withHint(err, fmt.Sprintf("is the enclave running with CID %d? 'tmkms-nitro-helper enclave info' lists enclaves; 'launch-all' starts one", cfg.EnclaveConfigCID))
+		return WithHint(err, fmt.Sprintf("is the enclave running with CID %d? 'tmkms-nitro-helper enclave info' lists enclaves; 'launch-all' starts one", cfg.EnclaveConfigCID))
 	}
 	return err
 }
@@ -60,7 +60,7 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 func loadConfig(path string, cid uint32) (*config.Config, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		return nil, withHint(err, "see the tmkms.toml reference in the README; 'tmkms-nitro-helper init' writes a default one")
+		return nil, WithHint(err, "see the tmkms.toml reference in the README; 'tmkms-nitro-helper init' writes a default one")
 	}
 	if cid != 0 {
 		cfg.EnclaveConfigCID = cid

@@ -34,12 +34,12 @@ func runVerifyAttestation(_ context.Context, env *Env, args []string) error {
 	root := fs.String("root", "", "PEM file of a root to trust instead of the AWS Nitro root (local mode)")
 	var want expectations
 	want.register(fs)
-	if err := parse(fs, args, 1); err != nil {
+	if err := Parse(fs, args, 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return errUsage
+		return ErrUsage
 	}
 	doc, err := readDocument(fs.Arg(0))
 	if err != nil {
@@ -59,7 +59,7 @@ func runVerifyAttestation(_ context.Context, env *Env, args []string) error {
 	d, err := attestation.Verify(doc, opts)
 	if err != nil {
 		if errors.Is(err, attestation.ErrExpired) && *at == "" {
-			return withHint(err, "documents are valid for about 3 hours; to check an old one, pass --at with its timestamp")
+			return WithHint(err, "documents are valid for about 3 hours; to check an old one, pass --at with its timestamp")
 		}
 		return err
 	}

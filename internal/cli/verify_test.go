@@ -207,7 +207,7 @@ func TestVerifyAttestationRefusesBadExpectations(t *testing.T) {
 		{"--expect-chain-id", ""},
 		{"--expect-anchor", "not hex"},
 	} {
-		if _, err := verify(t, append(append([]string{"--root", root}, flag...), doc)...); !errors.Is(err, errUsage) {
+		if _, err := verify(t, append(append([]string{"--root", root}, flag...), doc)...); !errors.Is(err, ErrUsage) {
 			t.Errorf("%q: error = %v, want a usage error", flag, err)
 		}
 	}

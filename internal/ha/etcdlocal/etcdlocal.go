@@ -116,7 +116,7 @@ func startOnce(dir string, n int) (*Cluster, error) {
 }
 
 // T is the part of testing.TB that StartT uses (this package is also
-// linked into the helper, for demo --ha and the benchmark, so it does not
+// linked into tmkms-nitro-dev, for demo --ha and the benchmark, so it does not
 // import testing).
 type T interface {
 	Helper()

@@ -1,4 +1,4 @@
-package cli
+package devcli
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"slices"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/bench"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/cli"
 )
 
 func runBench(ctx context.Context, env *Env, args []string) error {
@@ -39,14 +40,14 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	verbose := fs.Bool("v", false, "show the helper's, the enclave's and the signers' logs")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (node side, helper, signer core, FilePV) to `FILE`")
 	traceFile := fs.String("trace", "", "write an execution trace of this process to `FILE`")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	o, err := benchOptions(*heights, *warmup, *only)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: error: %v\n", prog, err)
 		fs.Usage()
-		return errUsage
+		return cli.ErrUsage
 	}
 	o.Dir, o.Keep, o.Progress = *dir, *keep, env.Stderr
 	if *verbose {

@@ -1,4 +1,4 @@
-package cli
+package devcli
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
+	"github.com/tmkms-nitro/tmkms-nitro/internal/cli"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localkms"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 // kmsEmulatorShutdown bounds how long requests in flight may finish after
@@ -31,11 +31,11 @@ func runKMSEmulator(ctx context.Context, env *Env, args []string) error {
 	var roots, names kmsEmulatorList
 	fs.Var(&roots, "trust-root", "attestation root to trust: a PEM file, or a software NSM CA directory (repeatable)")
 	fs.Var(&names, "hostname", "extra DNS name or IP address for the TLS certificate (repeatable)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *data == "" {
-		return withHint(errors.New("kms-emulator: no --data directory given"), "pass a directory for its state, e.g. --data ./kms-data")
+		return cli.WithHint(errors.New("kms-emulator: no --data directory given"), "pass a directory for its state, e.g. --data ./kms-data")
 	}
 	trusted, err := loadTrustRoots(roots)
 	if err != nil {
@@ -50,7 +50,7 @@ func runKMSEmulator(ctx context.Context, env *Env, args []string) error {
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return withHint(fmt.Errorf("kms-emulator: failed to listen: %w", err), "choose another address with --listen")
+		return cli.WithHint(fmt.Errorf("kms-emulator: failed to listen: %w", err), "choose another address with --listen")
 	}
 	printKMSEmulator(env, srv, ln.Addr().String(), len(trusted))
 	return serveUntilDone(ctx, srv, ln)
@@ -89,7 +89,7 @@ func loadTrustRoots(paths []string) ([]*x509.Certificate, error) {
 	for _, p := range paths {
 		certs, err := loadTrustRoot(p)
 		if err != nil {
-			return nil, withHint(err, "--trust-root takes a PEM certificate file or a directory holding "+softnsm.CARootFile)
+			return nil, cli.WithHint(err, "--trust-root takes a PEM certificate file or a directory holding "+softnsm.CARootFile)
 		}
 		out = append(out, certs...)
 	}

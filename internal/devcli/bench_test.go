@@ -1,4 +1,4 @@
-package cli
+package devcli
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/bench"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/cli"
 )
 
 // TestBench runs the bench command for a few heights and reads its JSON
@@ -53,7 +54,7 @@ func TestBenchUsage(t *testing.T) {
 	for _, args := range [][]string{{"--heights", "0"}, {"--warmup", "-1"}, {"--only", "a,x"}, {"extra"}} {
 		var stderr bytes.Buffer
 		err := runBench(context.Background(), &Env{Stdout: &bytes.Buffer{}, Stderr: &stderr}, args)
-		if !errors.Is(err, errUsage) || !strings.Contains(stderr.String(), "Usage:") {
+		if !errors.Is(err, cli.ErrUsage) || !strings.Contains(stderr.String(), "Usage:") {
 			t.Errorf("%q: err = %v, stderr %q", args, err, stderr.String())
 		}
 	}
@@ -75,7 +76,7 @@ func TestBenchOnlyAnchor(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	err := runBench(context.Background(), &Env{Stdout: &bytes.Buffer{}, Stderr: &stderr}, []string{"--only", "c,f"})
-	if !errors.Is(err, errUsage) || !strings.Contains(stderr.String(), "e|anchor") {
+	if !errors.Is(err, cli.ErrUsage) || !strings.Contains(stderr.String(), "e|anchor") {
 		t.Errorf("--only c,f: err = %v, stderr %q", err, stderr.String())
 	}
 }

@@ -1,4 +1,4 @@
-package cli
+package devcli
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/cometbft/cometbft/crypto/ed25519"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/bench"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/cli"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdlocal"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
@@ -38,7 +39,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	home := fs.String("home", "", "keep the files here (default: a temporary directory, removed at exit)")
 	enclaveBin := fs.String("enclave", "", "path of tmkms-nitro-enclave (default: next to this program, on $PATH, or built from the source tree)")
 	verbose := fs.Bool("v", false, "also show the helper's and the enclave's logs")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *blocks < 1 {
@@ -73,7 +74,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 }
 
 // demoEnclave finds the enclave program, or builds it from the source tree
-// the demo runs in (go run ./cmd/tmkms-nitro-helper demo).
+// the demo runs in (go run ./cmd/tmkms-nitro-dev demo).
 func demoEnclave(ctx context.Context, env *Env, path, dir string) (string, error) {
 	if p, err := localmode.FindEnclave(path); err == nil || path != "" {
 		return p, err
@@ -129,12 +130,15 @@ func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error 
 	}
 	fmt.Fprintln(d.env.Stdout)
 
-	ctx, cancel := context.WithCancel(ctx)
+	// An interrupt stops the node first, the signers after it (the deferred
+	// calls run in reverse): a node stopped while it waits for a signer that
+	// is gone retries for minutes before it stops.
+	signing, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	signers := make([]*demoSigner, len(homes))
 	errc := make(chan error, len(homes))
 	for i, home := range homes {
-		signers[i] = d.startSigner(ctx, home, bin, log, errc)
+		signers[i] = d.startSigner(signing, home, bin, log, errc)
 	}
 	for _, s := range signers {
 		select {

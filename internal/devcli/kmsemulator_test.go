@@ -1,4 +1,4 @@
-package cli
+package devcli
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -139,10 +138,9 @@ func TestKMSEmulatorRefusesBadFlags(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
 			env := &Env{Stdout: &out, Stderr: &out}
-			err := runKMSEmulator(t.Context(), env, tt.args)
-			var h *hintError
-			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.As(err, &h) {
-				t.Fatalf("error = %v, want %q with a hint", err, tt.want)
+			code := Main(t.Context(), append([]string{"kms-emulator"}, tt.args...), env)
+			if code != 1 || !strings.Contains(out.String(), tt.want) || !strings.Contains(out.String(), prog+": hint: ") {
+				t.Fatalf("exit status %d, output %q; want 1 and %q with a hint", code, out.String(), tt.want)
 			}
 		})
 	}
