@@ -40,7 +40,7 @@ import (
 // Frame constants.
 const (
 	Magic      = 'T'
-	Version    = 1
+	Version    = 2 // changed with any message's encoding: a host and an enclave of different builds refuse each other clearly
 	HeaderSize = 16
 )
 

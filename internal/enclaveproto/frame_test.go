@@ -54,7 +54,7 @@ func badFrames(t *testing.T) []struct {
 		{"bad-oversized-length", lenAt(MaxStatePayload + 1), ErrTooLarge},
 		{"bad-4gib-length", lenAt(0xffffffff), ErrTooLarge},
 		{"bad-magic", append([]byte{'{'}, good[1:]...), ErrVersion},
-		{"bad-version", append([]byte{Magic, 2}, good[2:]...), ErrVersion},
+		{"bad-version", append([]byte{Magic, Version - 1}, good[2:]...), ErrVersion},
 		{"bad-unknown-type", append(header(Magic, Version, 0x7f, 0, 9, 1), 0xa0), ErrUnexpectedType},
 		{"bad-flags", append(header(Magic, Version, TypeAck, 1, 9, 1), 0xa0), ErrMalformed},
 		{"bad-empty-payload", frameOf(TypeAck, nil), ErrMalformed},
