@@ -3,15 +3,12 @@ package anchor_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -21,6 +18,7 @@ import (
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/anchor"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdlocal"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localca"
 )
 
 const prefix = "/tmkms-nitro/"
@@ -262,16 +260,16 @@ func (r *recorder) Replay(context.Context, int) (net.Conn, error) {
 // fakeEtcd serves TLS on loopback with a certificate for 127.0.0.1 from a
 // CA the host made.
 func fakeEtcd(t *testing.T) string {
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "etcd"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	ca, err := localca.New(elliptic.P256(), localca.Spec{Subject: pkix.Name{CommonName: "host CA"}, Kind: localca.LeafCA, Lifetime: time.Hour}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: k}}})
+	leaf, err := ca.Issue(localca.Spec{Subject: pkix.Name{CommonName: "etcd"}, Names: []string{"127.0.0.1"},
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, Lifetime: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{leaf.TLS()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,12 +12,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"math/big"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localca"
 )
 
 // realVector is testdata/real-attestation-doc-2024-07-16.json.
@@ -85,12 +86,12 @@ type ecdsaKey = ecdsa.PrivateKey
 // testChain is a root → intermediate → leaf chain, independent of the code
 // under test, for building documents by hand.
 type testChain struct {
-	now      time.Time
-	root     *x509.Certificate
-	inter    *x509.Certificate
-	interKey *ecdsa.PrivateKey
-	leaf     *x509.Certificate
-	leafKey  crypto.Signer
+	now     time.Time
+	root    *x509.Certificate
+	inter   *x509.Certificate
+	issuer  *localca.Cert // inter with its key
+	leaf    *x509.Certificate
+	leafKey crypto.Signer
 }
 
 var testNow = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -107,13 +108,15 @@ func p384Key(tb testing.TB) *ecdsa.PrivateKey {
 func newChain(tb testing.TB) *testChain {
 	tb.Helper()
 	c := &testChain{now: testNow}
-	rootKey := p384Key(tb)
-	rootTmpl := caTemplate("test root", c.now, 24*time.Hour)
-	c.root = createCert(tb, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
-	c.interKey = p384Key(tb)
-	interTmpl := caTemplate("test intermediate", c.now, 12*time.Hour)
-	interTmpl.MaxPathLenZero = true
-	c.inter = createCert(tb, interTmpl, c.root, &c.interKey.PublicKey, rootKey)
+	root, err := localca.New(elliptic.P384(), localca.Spec{Subject: pkix.Name{CommonName: "test root"}, Kind: localca.CA, Lifetime: 24 * time.Hour}, c.now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.issuer, err = root.Issue(localca.Spec{Subject: pkix.Name{CommonName: "test intermediate"}, Kind: localca.LeafCA, Lifetime: 12 * time.Hour}, c.now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.root, c.inter = root.Certificate, c.issuer.Certificate
 	return c.withLeaf(tb, p384Key(tb), nil)
 }
 
@@ -133,7 +136,10 @@ func (c *testChain) withLeaf(tb testing.TB, leafKey crypto.Signer, edit func(*x5
 	}
 	out := *c
 	out.leafKey = leafKey
-	out.leaf = createCert(tb, tmpl, c.inter, leafKey.Public(), c.interKey)
+	var err error
+	if out.leaf, err = c.issuer.Sign(tmpl, leafKey.Public()); err != nil {
+		tb.Fatal(err)
+	}
 	return &out
 }
 
@@ -169,35 +175,6 @@ func dupPCRPayload(tb testing.TB, base []entry) []byte {
 	raw := append([]byte{0xa2, 0x00}, pcr...)
 	raw = append(append(raw, 0x00), pcr...)
 	return encodeMap(tb, replace(base, "pcrs", cbor.RawMessage(raw)))
-}
-
-func caTemplate(cn string, now time.Time, life time.Duration) *x509.Certificate {
-	return &x509.Certificate{
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             now.Add(-24 * time.Hour),
-		NotAfter:              now.Add(life),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-}
-
-func createCert(tb testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
-	tb.Helper()
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl.SerialNumber = serial
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return cert
 }
 
 // entry is one payload key with its value; raw CBOR goes in as

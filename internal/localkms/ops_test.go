@@ -220,6 +220,60 @@ func TestFilesArePrivate(t *testing.T) {
 	}
 }
 
+// TestTLSRootRefuses: a damaged TLS root stops the server rather than
+// being replaced, which would break every client trusting the old one.
+func TestTLSRootRefuses(t *testing.T) {
+	tests := []struct {
+		name  string
+		spoil func(t *testing.T, dir string)
+		want  string
+	}{
+		{"key without its certificate", func(t *testing.T, dir string) {
+			remove(t, filepath.Join(dir, localkms.RootFile))
+		}, "already exists"},
+		{"certificate without its key", func(t *testing.T, dir string) {
+			remove(t, filepath.Join(dir, "tls-root-key.pem"))
+		}, "failed to read key"},
+		{"key readable by others", func(t *testing.T, dir string) {
+			if err := os.Chmod(filepath.Join(dir, "tls-root-key.pem"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}, "chmod 600"},
+		{"key of another root", func(t *testing.T, dir string) {
+			other := t.TempDir()
+			if _, err := localkms.New(localkms.Config{Dir: other}); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(filepath.Join(other, "tls-root-key.pem"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "tls-root-key.pem"), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "does not match"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if _, err := localkms.New(localkms.Config{Dir: dir}); err != nil {
+				t.Fatal(err)
+			}
+			tt.spoil(t, dir)
+			if _, err := localkms.New(localkms.Config{Dir: dir}); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func remove(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestStatePersists(t *testing.T) {
 	dir := t.TempDir()
 	s1, err := localkms.New(localkms.Config{Dir: dir})

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localca"
 )
 
 // Limits on what a client can make the server hold or wait for.
@@ -64,7 +66,7 @@ type Server struct {
 	cfg    Config
 	creds  Credentials // the instance role's
 	admin  Credentials // the administrator's
-	ca     *tlsCA
+	ca     *localca.Cert
 	cert   tls.Certificate
 	signer *v4.Signer
 	log    *slog.Logger
@@ -88,7 +90,7 @@ func New(cfg Config) (*Server, error) {
 	if s.ca, err = loadOrCreateCA(cfg.Dir, cfg.Now()); err != nil {
 		return nil, err
 	}
-	if s.cert, err = s.ca.issue(cfg.Hostnames, cfg.Now()); err != nil {
+	if s.cert, err = issueServerCert(s.ca, cfg.Hostnames, cfg.Now()); err != nil {
 		return nil, err
 	}
 	if s.creds, s.admin, err = loadOrIssueCredentials(cfg.Dir, cfg); err != nil {
@@ -147,10 +149,10 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ct
 func (s *Server) Close() error { return s.http.Close() }
 
 // RootPEM returns the TLS root certificate clients must trust, in PEM.
-func (s *Server) RootPEM() []byte { return append([]byte(nil), s.ca.pem...) }
+func (s *Server) RootPEM() []byte { return s.ca.CertPEM() }
 
 // Root returns the TLS root certificate clients must trust.
-func (s *Server) Root() *x509.Certificate { return s.ca.cert }
+func (s *Server) Root() *x509.Certificate { return s.ca.Certificate }
 
 // RootFile returns the path of the PEM file holding Root.
 func (s *Server) RootFile() string { return filepath.Join(s.cfg.Dir, RootFile) }

@@ -1,17 +1,15 @@
 package pcr
 
 import (
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha512"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localca"
 )
 
 // Known answers from the AWS Nitro Enclaves User Guide, "Where to get an
@@ -80,21 +78,11 @@ func TestPCR8(t *testing.T) {
 
 func selfSignedDER(t *testing.T) []byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	signer, err := localca.New(elliptic.P384(), localca.Spec{Subject: pkix.Name{CommonName: "eif signer"}, Kind: localca.CA, Lifetime: time.Hour}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "eif signer"},
-		NotBefore:    time.Unix(0, 0),
-		NotAfter:     time.Unix(1<<31, 0),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
+	return signer.Certificate.Raw
 }
 
 // naiveMeasure is the README's formula written out independently of the

@@ -2,6 +2,7 @@ package softnsm_test
 
 import (
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -11,10 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/attestation"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localca"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 )
 
@@ -88,7 +91,7 @@ func TestLoadCARefuses(t *testing.T) {
 		setup func(t *testing.T) string
 		want  string
 	}{
-		{"missing directory", func(t *testing.T) string { return filepath.Join(t.TempDir(), "none") }, "failed to read CA root"},
+		{"missing directory", func(t *testing.T) string { return filepath.Join(t.TempDir(), "none") }, "failed to read root certificate"},
 		{"key readable by others", func(t *testing.T) string {
 			dir := saved(t)
 			if err := os.Chmod(filepath.Join(dir, softnsm.CAKeyFile), 0o644); err != nil {
@@ -107,7 +110,7 @@ func TestLoadCARefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			return dir
-		}, "failed to read CA key"},
+		}, "failed to read key"},
 		{"root not PEM", func(t *testing.T) string {
 			dir := saved(t)
 			writeFile(t, filepath.Join(dir, softnsm.CARootFile), []byte("junk"), 0o644)
@@ -128,6 +131,17 @@ func TestLoadCARefuses(t *testing.T) {
 			writeFile(t, filepath.Join(dir, softnsm.CAKeyFile), []byte("junk"), 0o600)
 			return dir
 		}, "no PEM PRIVATE KEY block"},
+		{"P-256 CA", func(t *testing.T) string {
+			dir := t.TempDir()
+			root, err := localca.New(elliptic.P256(), localca.Spec{Kind: localca.CA, Lifetime: time.Hour}, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := root.Save(filepath.Join(dir, softnsm.CARootFile), filepath.Join(dir, softnsm.CAKeyFile)); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, "not an ECDSA P-384 key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

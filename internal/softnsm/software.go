@@ -2,7 +2,6 @@ package softnsm
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
@@ -10,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localca"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/attestation"
@@ -43,9 +43,8 @@ type Software struct {
 	pcrs     [lockedPCRs][]byte
 	now      func() time.Time
 
-	mu       sync.Mutex // guards the intermediate, renewed as it ages
-	inter    *x509.Certificate
-	interKey *ecdsa.PrivateKey
+	mu    sync.Mutex // guards the intermediate, renewed as it ages
+	inter *localca.Cert
 }
 
 var _ nsm.NSM = (*Software)(nil)
@@ -120,11 +119,11 @@ func (s *Software) Attest(ctx context.Context, req nsm.AttestRequest) ([]byte, e
 		return nil, err
 	}
 	now := s.now()
-	inter, interKey, err := s.intermediate(now)
+	inter, err := s.intermediate(now)
 	if err != nil {
 		return nil, err
 	}
-	leaf, leafKey, err := issueLeaf(inter, interKey, s.moduleID, now)
+	leaf, err := issueLeaf(inter, s.moduleID, now)
 	if err != nil {
 		return nil, err
 	}
@@ -132,12 +131,12 @@ func (s *Software) Attest(ctx context.Context, req nsm.AttestRequest) ([]byte, e
 		ModuleID:    s.moduleID,
 		Timestamp:   now,
 		PCRs:        s.pcrMap(),
-		Certificate: leaf,
+		Certificate: leaf.Certificate,
 		PublicKey:   req.PublicKey,
 		UserData:    req.UserData,
 		Nonce:       req.Nonce,
 	}
-	b, err := attestation.Sign(doc, [][]byte{s.ca.root.Raw, inter.Raw}, leafKey)
+	b, err := attestation.Sign(doc, [][]byte{s.ca.Root().Raw, inter.Certificate.Raw}, leaf.Key)
 	if err != nil {
 		return nil, fmt.Errorf("nsm: failed to sign attestation document: %w", err)
 	}
@@ -147,17 +146,17 @@ func (s *Software) Attest(ctx context.Context, req nsm.AttestRequest) ([]byte, e
 // intermediate returns a CA certificate that outlives a leaf issued at
 // now, issuing a new one when the current one is too old (or, with an
 // injected clock, too young).
-func (s *Software) intermediate(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+func (s *Software) intermediate(now time.Time) (*localca.Cert, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inter == nil || now.Before(s.inter.NotBefore) || now.Add(leafLifetime).After(s.inter.NotAfter) {
-		inter, key, err := s.ca.issueIntermediate(now)
+	if s.inter == nil || now.Before(s.inter.Certificate.NotBefore) || now.Add(leafLifetime).After(s.inter.Certificate.NotAfter) {
+		inter, err := s.ca.issueIntermediate(now)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		s.inter, s.interKey = inter, key
+		s.inter = inter
 	}
-	return s.inter, s.interKey, nil
+	return s.inter, nil
 }
 
 func (s *Software) pcrMap() map[int][]byte {

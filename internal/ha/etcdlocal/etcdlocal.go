@@ -5,15 +5,11 @@
 package etcdlocal
 
 import (
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -26,7 +22,9 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/atomicfile"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/localca"
 )
 
 // Cluster is a running cluster. Endpoints are https:// client URLs; CA,
@@ -257,70 +255,40 @@ func (c *Cluster) Close() {
 func (c *Cluster) serverCert() string { return filepath.Join(c.dir, "server.pem") }
 func (c *Cluster) serverKey() string  { return filepath.Join(c.dir, "server-key.pem") }
 
-// writeCerts makes a CA, a server certificate for 127.0.0.1 and a client
-// certificate.
+// writeCerts makes a CA, a server certificate for 127.0.0.1 and the
+// client certificates.
 func (c *Cluster) writeCerts() error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tmkms-nitro test etcd CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, err := localca.New(elliptic.P256(), localca.Spec{
+		Subject: pkix.Name{CommonName: "tmkms-nitro test etcd CA"}, Kind: localca.LeafCA, Lifetime: 24 * time.Hour,
+	}, now)
 	if err != nil {
 		return err
 	}
-	ca, _ := x509.ParseCertificate(caDER)
 	c.CA = filepath.Join(c.dir, "ca.pem")
-	if err := writePEM(c.CA, "CERTIFICATE", caDER); err != nil {
+	if err := atomicfile.WriteFile(c.CA, ca.CertPEM(), 0o600); err != nil {
 		return err
 	}
-	leaf := func(serial int64, name string, usage []x509.ExtKeyUsage, certPath, keyPath string) error {
-		var subject pkix.Name
-		if name != "" {
-			subject.CommonName = name
-		}
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := func(name string, usages []x509.ExtKeyUsage, certPath, keyPath string) error {
+		l, err := ca.Issue(localca.Spec{
+			Subject: pkix.Name{CommonName: name}, Names: []string{"127.0.0.1", "localhost"},
+			Usages: usages, Lifetime: 24 * time.Hour,
+		}, now)
 		if err != nil {
 			return err
 		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: subject,
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
-			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			return err
-		}
-		kd, err := x509.MarshalECPrivateKey(k)
-		if err != nil {
-			return err
-		}
-		if err := writePEM(certPath, "CERTIFICATE", der); err != nil {
-			return err
-		}
-		return writePEM(keyPath, "EC PRIVATE KEY", kd)
+		return l.Save(certPath, keyPath)
 	}
 	// The server certificate is a client one too: etcd's JSON gateway
 	// reaches its own gRPC server with it.
 	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	if err := leaf(2, "etcd", both, c.serverCert(), c.serverKey()); err != nil {
+	if err := leaf("etcd", both, c.serverCert(), c.serverKey()); err != nil {
 		return err
 	}
 	c.Cert, c.Key = filepath.Join(c.dir, "client.pem"), filepath.Join(c.dir, "client-key.pem")
-	if err := leaf(3, "tmkms-nitro", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, c.Cert, c.Key); err != nil {
+	if err := leaf("tmkms-nitro", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, c.Cert, c.Key); err != nil {
 		return err
 	}
 	c.AnchorCert, c.AnchorKey = filepath.Join(c.dir, "anchor-client.pem"), filepath.Join(c.dir, "anchor-client-key.pem")
-	return leaf(4, "", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, c.AnchorCert, c.AnchorKey)
-}
-
-func writePEM(path, typ string, der []byte) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+	return leaf("", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, c.AnchorCert, c.AnchorKey)
 }
