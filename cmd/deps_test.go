@@ -25,8 +25,8 @@ var packageBudget = map[string]int{
 // forbidden are this module's packages a command must never link: local
 // mode's stand-ins and the development tools.
 var forbidden = map[string][]string{
-	"tmkms-nitro-enclave": {"internal/softnsm", "internal/localkms", "internal/localmode", "internal/ha/etcdlocal", "internal/localnode", "internal/bench", "internal/e2e", "internal/config", "internal/metrics"},
-	"tmkms-nitro-helper":  {"internal/devcli", "internal/ha/etcdlocal", "internal/localnode", "internal/bench", "internal/e2e"},
+	"tmkms-nitro-enclave": {"internal/softnsm", "internal/localkms", "internal/localmode", "internal/localca", "internal/devcli", "internal/ha/etcdlocal", "internal/ha/hatest", "internal/localnode", "internal/bench", "internal/e2e", "internal/config", "internal/metrics"},
+	"tmkms-nitro-helper":  {"internal/devcli", "internal/ha/etcdlocal", "internal/ha/hatest", "internal/localnode", "internal/bench", "internal/e2e"},
 }
 
 func TestDependencies(t *testing.T) {
