@@ -23,7 +23,9 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dockerfile="$root/deploy/enclave/Dockerfile"
-readonly build_flags=(-trimpath -buildvcs=false -ldflags=-buildid=)
+readonly build_flags=(-trimpath -buildvcs=false "-ldflags=-s -w -buildid=")
+# The same flags as the Dockerfile writes them.
+readonly build_flags_text="-trimpath -buildvcs=false -ldflags='-s -w -buildid='"
 readonly build_env=(CGO_ENABLED=0 GOOS=linux GOAMD64=v1 GOARM64=v8.0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly)
 readonly package=./cmd/tmkms-nitro-enclave
 
@@ -52,8 +54,8 @@ command -v go >/dev/null || die "go is required"
 
 # The Dockerfile must still build with the flags checked here.
 check_dockerfile() {
-  grep -qF -- "go build ${build_flags[*]} -o /out/tmkms-nitro-enclave $package" "$dockerfile" ||
-    die "$dockerfile no longer runs 'go build ${build_flags[*]} -o /out/tmkms-nitro-enclave $package': update this script with it"
+  grep -qF -- "go build $build_flags_text -o /out/tmkms-nitro-enclave $package" "$dockerfile" ||
+    die "$dockerfile no longer runs 'go build $build_flags_text -o /out/tmkms-nitro-enclave $package': update this script with it"
   local env_line kv
   env_line=$(grep '^ENV ' "$dockerfile") || die "$dockerfile has no ENV line"
   for kv in "${build_env[@]}"; do
