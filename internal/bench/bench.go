@@ -126,6 +126,9 @@ type Options struct {
 	// ChunkHeights is how many heights a configuration signs before the
 	// next one takes its turn (default 10).
 	ChunkHeights int
+	// Footprint measures the enclave program's packages and binary size
+	// with the go tool, in the source tree of the current directory.
+	Footprint bool
 	// Log receives the helper's and the enclave's logs; nil discards.
 	Log *slog.Logger
 	// Progress receives a line per phase; nil discards.
@@ -258,6 +261,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		defer os.RemoveAll(dir)
 	}
 	env := probeEnvironment(dir)
+	var fp *Footprint
+	if o.Footprint {
+		// Before the signers start, so that the builds do not slow them down.
+		fmt.Fprintln(o.Progress, "measuring the enclave's footprint: go list, go build")
+		fp = measureFootprint(ctx, "")
+	}
 	subjects, err := startAll(ctx, dir, o)
 	if err == nil {
 		err = measure(ctx, subjects, o)
@@ -272,7 +281,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	env.LoadAvgEnd = loadAvg()
-	return newReport(env, o, subjects), nil
+	return newReport(env, o, subjects, fp), nil
 }
 
 func orTemp(dir string) string {

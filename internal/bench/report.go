@@ -18,11 +18,12 @@ type Report struct {
 	Results           []Result    `json:"results"`
 	Ratios            []Ratio     `json:"ratios,omitempty"`
 	Stack             *StackInfo  `json:"stack,omitempty"`
+	Footprint         *Footprint  `json:"footprint,omitempty"`
 	Targets           []Target    `json:"targets,omitempty"`
 	// EtcdTxn, with (e), is the raw etcd round trip on (e)'s cluster.
 	EtcdTxn *EtcdTxn `json:"etcd_txn,omitempty"`
-	// AnchorGoal, with (c) and (e), is issue 14's goal for what the anchor
-	// costs; it is also among Targets.
+	// AnchorGoal, with (c) and (e), is the goal for what the anchor costs;
+	// it is also among Targets.
 	AnchorGoal *AnchorGoal `json:"anchor_goal,omitempty"`
 }
 
@@ -73,8 +74,8 @@ type EtcdTxn struct {
 	PerSec      float64 `json:"transactions_per_second"`
 }
 
-// AnchorGoal is issue 14's: the anchor adds to the unanchored stack's p50
-// at most anchorGoalFactor raw etcd round trips.
+// AnchorGoal: the anchor adds to the unanchored stack's p50 at most
+// anchorGoalFactor raw etcd round trips.
 type AnchorGoal struct {
 	AnchoredP50   float64 `json:"anchored_p50_ms"`   // (e)
 	UnanchoredP50 float64 `json:"unanchored_p50_ms"` // (c)
@@ -84,8 +85,8 @@ type AnchorGoal struct {
 	Met           bool    `json:"met"`
 }
 
-// Target is one of issue 7's goals, or issue 14's AnchorGoal, checked
-// against this run.
+// Target is a goal checked against this run: a latency, start-up or
+// footprint target, or the AnchorGoal.
 type Target struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
@@ -96,8 +97,8 @@ type Target struct {
 
 const workload = "per height: SignProposal, SignVote(prevote), SignVote(precommit with a 32-byte vote extension, extension signature requested); one request at a time over a unix socket; node side = CometBFT SignerListenerEndpoint + SignerClient; the node side, (a), (b) and the helper of (c) run in the bench process, the enclave of (c) as its child process"
 
-func newReport(env Environment, o Options, subjects []*subject) *Report {
-	r := &Report{Environment: env, Workload: workload, Heights: o.Heights, Warmup: o.Warmup, RequestsPerHeight: RequestsPerHeight}
+func newReport(env Environment, o Options, subjects []*subject, fp *Footprint) *Report {
+	r := &Report{Environment: env, Workload: workload, Heights: o.Heights, Warmup: o.Warmup, RequestsPerHeight: RequestsPerHeight, Footprint: fp}
 	byConfig := map[Config]Result{}
 	for _, s := range subjects {
 		res := s.result()
@@ -179,7 +180,7 @@ func (st *stackRun) info() *StackInfo {
 	return i
 }
 
-// Issue 7's targets.
+// The latency and start-up targets, and the enclave's memory.
 const (
 	targetCoreP50     = 0.8
 	targetStackP50    = 1.0
@@ -204,6 +205,7 @@ func targets(r *Report) []Target {
 		}
 		t = append(t, limit("local start → first signature", s.FirstSignatureMs, targetFirstSignMs, "ms"))
 	}
+	t = append(t, footprintTargets(r.Footprint)...)
 	if g := r.AnchorGoal; g != nil {
 		t = append(t, limit(anchorGoalName, g.AnchoredP50, g.LimitMs, "ms"))
 	}
@@ -234,6 +236,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	r.writeResults(&b)
 	r.writeRatios(&b)
 	r.writeStack(&b)
+	r.writeFootprint(&b)
 	r.writeTargets(&b)
 	r.writeAnchor(&b)
 	r.writeDurability(&b)
@@ -299,29 +302,56 @@ func (r *Report) writeStack(b *strings.Builder) {
 	if s == nil {
 		return
 	}
-	if s.MemoryError != "" {
-		fmt.Fprintf(b, "enclave process: memory not measured: %s\n", s.MemoryError)
-	} else {
-		fmt.Fprintf(b, "enclave process (pid %d): peak RSS (VmHWM) %.1f MiB, RSS at the end %.1f MiB\n", s.EnclavePID, mib(s.EnclavePeakRSSBytes), mib(s.EnclaveRSSBytes))
-	}
 	fmt.Fprintf(b, "local start → first signature: %.0f ms (enclave spawned %.0f ms, configured %.0f ms, node connected %.0f ms)\n\n",
 		s.FirstSignatureMs, s.EnclaveStartedMs, s.ConfiguredMs, s.ConnectedMs)
 }
 
+// writeFootprint describes the enclave program: its packages and binary
+// size, and the memory of its process in (c).
+func (r *Report) writeFootprint(b *strings.Builder) {
+	f, s := r.Footprint, r.Stack
+	if f == nil && s == nil {
+		return
+	}
+	b.WriteString("enclave footprint")
+	switch {
+	case f == nil:
+		b.WriteString(":\n")
+	case f.NotMeasured != "":
+		fmt.Fprintf(b, ": packages and binary not measured: %s\n", f.NotMeasured)
+	default:
+		fmt.Fprintf(b, ", %s, built as deploy/enclave/Dockerfile builds it (1 MB = 10^6 bytes):\n", f.Platform)
+		fmt.Fprintf(b, "  packages linked, standard library included: %d\n", f.EnclavePackages)
+		fmt.Fprintf(b, "  binary: %.2f MB stripped (-ldflags='-s -w'), %.2f MB as in the image\n", mb(f.EnclaveStrippedBytes), mb(f.EnclaveBinaryBytes))
+	}
+	switch {
+	case s == nil:
+		b.WriteString("  process: memory not measured: (c) did not run\n")
+	case s.MemoryError != "":
+		fmt.Fprintf(b, "  process: memory not measured: %s\n", s.MemoryError)
+	default:
+		fmt.Fprintf(b, "  process (pid %d): peak RSS (VmHWM) %.1f MiB, RSS at the end %.1f MiB\n", s.EnclavePID, mib(s.EnclavePeakRSSBytes), mib(s.EnclaveRSSBytes))
+	}
+	if f != nil && f.NotMeasured == "" {
+		fmt.Fprintf(b, "tmkms-nitro-helper: %d packages linked\n", f.HelperPackages)
+	}
+	b.WriteString("\n")
+}
+
 func (r *Report) writeTargets(b *strings.Builder) {
-	// Issue 14's goal has a section of its own (writeAnchor).
-	var issue7 []Target
+	// The anchor goal has a section of its own (writeAnchor).
+	var own []Target
 	for _, t := range r.Targets {
 		if t.Name != anchorGoalName {
-			issue7 = append(issue7, t)
+			own = append(own, t)
 		}
 	}
-	if len(issue7) == 0 {
+	if len(own) == 0 {
 		return
 	}
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "targets (issue 7)\tthis run\ttarget\t")
-	for _, t := range issue7 {
+	fmt.Fprintln(tw, "targets\tthis run\ttarget\t")
+	for _, t := range own {
 		fmt.Fprintf(tw, "%s\t%s\t≤ %s\t%s\n", t.Name, num(t.Value, t.Unit), num(t.Limit, t.Unit), verdict(t.Met))
 	}
 	tw.Flush()
@@ -335,7 +365,7 @@ func verdict(met bool) string {
 	return "MISSED"
 }
 
-// writeAnchor describes the raw etcd round trip and states issue 14's goal.
+// writeAnchor describes the raw etcd round trip and states the anchor goal.
 func (r *Report) writeAnchor(b *strings.Builder) {
 	t := r.EtcdTxn
 	if t == nil {
@@ -344,10 +374,10 @@ func (r *Report) writeAnchor(b *strings.Builder) {
 	fmt.Fprintf(b, "%s: %d %s; %d-byte values\n", t.ID, t.Latency.Count, t.Description, t.ValueBytes)
 	g := r.AnchorGoal
 	if g == nil {
-		b.WriteString("goal (issue 14) not checked: it compares (e) with (c), which did not run\n\n")
+		b.WriteString("anchor goal not checked: it compares (e) with (c), which did not run\n\n")
 		return
 	}
-	fmt.Fprintf(b, "goal (issue 14): anchored p50 ≤ unanchored p50 + %.1f × raw etcd transaction p50\n", g.Factor)
+	fmt.Fprintf(b, "anchor goal: anchored p50 ≤ unanchored p50 + %.1f × raw etcd transaction p50\n", g.Factor)
 	fmt.Fprintf(b, "  (e) p50 %.3f ms ≤ (c) p50 %.3f ms + %.1f × %s p50 %.3f ms = %.3f ms: %s\n\n",
 		g.AnchoredP50, g.UnanchoredP50, g.Factor, t.ID, g.EtcdTxnP50, g.LimitMs, verdict(g.Met))
 }
@@ -358,6 +388,8 @@ func num(v float64, unit string) string {
 		return fmt.Sprintf("%.2f", v)
 	case "ms":
 		return fmt.Sprintf("%.0f ms", v)
+	case "packages":
+		return fmt.Sprintf("%.0f packages", v)
 	}
 	return fmt.Sprintf("%.1f %s", v, unit)
 }

@@ -43,7 +43,10 @@ func TestBench(t *testing.T) {
 		t.Fatalf("report: %+v", rep)
 	}
 	if !testing.Short() && (rep.EtcdTxn == nil || rep.EtcdTxn.Latency.Count != 15 || rep.AnchorGoal == nil) {
-		t.Fatalf("report without the etcd-txn round trips or issue 14's goal: %+v", rep)
+		t.Fatalf("report without the etcd-txn round trips or the anchor goal: %+v", rep)
+	}
+	if f := rep.Footprint; f == nil || f.NotMeasured != "" || f.EnclavePackages <= 100 {
+		t.Errorf("footprint not measured in the source tree: %+v", f)
 	}
 	if !strings.Contains(stderr.String(), "measuring") {
 		t.Errorf("no progress on stderr: %q", stderr.String())
