@@ -322,7 +322,7 @@ func (r *Report) writeFootprint(b *strings.Builder) {
 	default:
 		fmt.Fprintf(b, ", %s, built as deploy/enclave/Dockerfile builds it (1 MB = 10^6 bytes):\n", f.Platform)
 		fmt.Fprintf(b, "  packages linked, standard library included: %d\n", f.EnclavePackages)
-		fmt.Fprintf(b, "  binary: %.2f MB stripped (-ldflags='-s -w'), %.2f MB as in the image\n", mb(f.EnclaveStrippedBytes), mb(f.EnclaveBinaryBytes))
+		fmt.Fprintf(b, "  binary: %.2f MB\n", mb(f.EnclaveBinaryBytes))
 	}
 	switch {
 	case s == nil:
