@@ -153,3 +153,46 @@ func TestCommitBeforeSigning(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newInstances(t)) })
 	}
 }
+
+// belowCluster answers every commit with a decision it holds below the
+// request, which the real guard never does: a broken or forged cluster.
+type belowCluster struct{ st signstate.State }
+
+func (c belowCluster) Commit(context.Context, signstate.State) (signstate.State, string, error) {
+	return c.st, "forged", nil
+}
+
+// A cluster answer below the request is refused and never adopted: had it
+// replaced the guard, a payload conflicting with what this signer signed
+// at that position would be answered as a repeat, with a fresh signature.
+func TestClusterAnswerBelowRequest(t *testing.T) {
+	key, err := NewEd25519(bytes.Repeat([]byte{3}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := &belowCluster{}
+	s := New(key, clusterChain, signstate.State{}, &memStore{}, Options{Cluster: cluster})
+	// The cluster agrees with the first prevote (it returns the request).
+	a := vote(5)
+	sbA, err := signbytes.Vote(clusterChain, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.st = signstate.State{Height: 5, Step: signstate.StepPrevote, SignBytes: sbA,
+		BlockID: signstate.BlockID{Hash: a.BlockID.Hash, PartsTotal: a.BlockID.PartSetHeader.Total, PartsHash: a.BlockID.PartSetHeader.Hash}}
+	mustSign(t, s, a)
+
+	// Then it answers a precommit with a prevote for another block at 5/0.
+	b := otherBlock(vote(5))
+	sbB, err := signbytes.Vote(clusterChain, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.st = signstate.State{Height: 5, Step: signstate.StepPrevote, SignBytes: sbB,
+		BlockID: signstate.BlockID{Hash: b.BlockID.Hash, PartsTotal: b.BlockID.PartSetHeader.Total, PartsHash: b.BlockID.PartSetHeader.Hash}}
+	pc := vote(5)
+	pc.Type = cmtproto.PrecommitType
+	mustRefuse(t, s, pc, ErrCluster)
+	// The prevote for the other block stays a double sign.
+	mustRefuse(t, s, otherBlock(vote(5)), signstate.ErrDoubleSign)
+}

@@ -277,23 +277,24 @@ func (s *Signer) commitLocked(ctx context.Context, req signstate.Request, ts tim
 	if won.HRS() == req.HRS && bytes.Equal(won.SignBytes, req.SignBytes) {
 		return Signed{}, false, nil
 	}
-	// Another instance's decision is in force: it becomes this signer's
-	// guard too, with its signature, so that a repeat is answered from it.
+	// A decision below the request breaks the cluster's contract (the
+	// guard returns only decisions at or above it): adopting it could move
+	// this signer's guard back below what it signed. Nothing of it is used.
+	if won.HRS().Compare(req.HRS) < 0 {
+		err := fmt.Errorf("%w: the cluster returned a decision at %s for a request at %s", ErrCluster, won.HRS(), req.HRS)
+		s.log.Error("refused to sign: the cluster's answer is below the request", "chain_id", s.chainID, "hrs", req.HRS, "winner", instance, "err", err)
+		return Signed{}, true, err
+	}
+	// Another instance's decision is in force, at or above the request and
+	// so above anything this signer signed: it becomes this signer's guard
+	// too, with its signature, so that a repeat is answered from it.
 	if won.Signature, err = s.key.Sign(won.SignBytes); err != nil {
 		return Signed{}, true, fmt.Errorf("signer: failed to sign: %w", err)
 	}
-	if won.HRS().Compare(s.last.HRS()) >= 0 {
-		s.last, s.unpersisted = won, true
-	}
+	s.last, s.unpersisted = won, true
 	verdict, err := signstate.Check(won, req)
-	switch {
-	case err != nil:
-		err = fmt.Errorf("%w: %w", ErrLostRace, err)
-	case !verdict.Reuse:
-		// The guard returns only decisions at or above req's position.
-		err = fmt.Errorf("%w: the cluster returned a decision at %s for a request at %s", ErrCluster, won.HRS(), req.HRS)
-	}
 	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrLostRace, err)
 		s.log.Error("refused to sign: another decision is in force", "chain_id", s.chainID, "type", req.Step,
 			"hrs", req.HRS, "block", shortID(req.BlockID), "winner", instance, "winner_hrs", won.HRS(), "err", err)
 		return Signed{}, true, err

@@ -241,13 +241,17 @@ func handshake(ctx context.Context, c net.Conn, identity ed25519.PrivateKey) (*s
 	if !ok {
 		deadline = time.Now().Add(DefaultHandshakeTimeout)
 	}
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// The deadline is set before a cancellation can cut it short, and the
+	// cancellation is unhooked before the deadline is cleared.
 	if err := c.SetDeadline(deadline); err != nil {
 		c.Close()
 		return nil, err
 	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	sc, err := secretconn.Handshake(c, identity)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("transport: SecretConnection handshake with %s failed: %w", c.RemoteAddr(), err)
