@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The seed guide's step 7.1 run script, done properly. `tmkms-nitro-helper
+# tmkms-light's Nitro guide's step 7.1 run script, done properly. `tmkms-nitro-helper
 # launch-all` does the same in one process, and is what deploy/systemd runs;
 # this script is for operators who prefer to see (and adapt) the steps.
 #

@@ -101,5 +101,5 @@ cat <<EOF
 
 Next: pin PCR0 (and PCR4 of this instance) in the KMS key policy:
   tmkms-nitro-helper policy --account ACCOUNT --role ROLE --pcr0 <PCR0> --pcr4 \$(tmkms-nitro-helper pcr --instance-id INSTANCE_ID | cut -d' ' -f2)
-When upgrading, add the new PCR0 next to the old one before restarting (deploy/README.md).
+When upgrading, add the new PCR0 next to the old one before restarting (docs/operations.md, upgrading).
 EOF

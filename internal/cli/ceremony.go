@@ -39,7 +39,7 @@ func (f *ceremonyFlags) register(fs *flag.FlagSet) {
 		}
 		return err
 	})
-	fs.StringVar(&f.endpoints, "ha-endpoints", "", "the anchor: etcd client URLs, https://host:port,... (enables the anchor; see the README)")
+	fs.StringVar(&f.endpoints, "ha-endpoints", "", "the anchor: etcd client URLs, https://host:port,... (enables the anchor; see docs/anchor.md)")
 	fs.StringVar(&f.anchor.CAFile, "ha-ca", "", "the anchor: PEM CA that verifies the etcd members")
 	fs.StringVar(&f.anchor.CertFile, "ha-cert", "", "the anchor: PEM client certificate (no CommonName when --ha-user is set)")
 	fs.StringVar(&f.anchor.KeyFile, "ha-key", "", "the anchor: PEM client key")

@@ -71,7 +71,7 @@ func runEnclaveInfo(ctx context.Context, env *Env, args []string) error {
 
 func runLaunchAll(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "launch-all", "-c tmkms.toml [--eif-path F] [--cpu-count 2] [--memory 512] [--debug]",
-		"Does what the seed's run script does, in one process: starts the enclave (or uses the one running),\n"+
+		"Does what tmkms-light's run script does, in one process: starts the enclave (or uses the one running),\n"+
 			"starts vsock-proxy for the region's KMS endpoint, and runs start; on SIGINT/SIGTERM, or if start\n"+
 			"fails, it terminates the enclave and the proxy.")
 	var r runFlags

@@ -8,8 +8,8 @@ import (
 
 func runPolicy(_ context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "policy", "--account ID --role NAME --pcr0 HEX [--pcr0 HEX] --pcr4 HEX [--pcr4 HEX...] [flags]",
-		"Prints the KMS key policy that lets only the enclave create and decrypt the validator key (from the seed\n"+
-			"guide, step 4.2): Decrypt and GenerateDataKey for the instance role with an attestation whose PCRs match;\n"+
+		"Prints the KMS key policy that lets only the enclave create and decrypt the validator key (tmkms-light's\n"+
+			"Nitro guide, step 4.2): Decrypt and GenerateDataKey for the instance role with an attestation whose PCRs match;\n"+
 			"an explicit Deny for the role of Encrypt, ReEncrypt*, the other data key operations, CreateGrant and\n"+
 			"PutKeyPolicy, so a compromised host cannot plant a key it chose; and an explicit Deny of Decrypt and\n"+
 			"GenerateDataKey without that attestation for everyone. Import an existing key with admin credentials.")
@@ -24,7 +24,7 @@ func runPolicy(_ context.Context, env *Env, args []string) error {
 	fs.StringVar(&p.PCR3, "pcr3", "", "optional PCR3 (parent instance role)")
 	fs.StringVar(&p.PCR8, "pcr8", "", "optional PCR8 (enclave image signing certificate)")
 	fs.BoolVar(&p.Debug, "debug", false, "pin the all-zero PCR0 of an enclave run with --debug-mode (never for production)")
-	fs.BoolVar(&p.NoDeny, "no-deny", false, "omit every explicit Deny, as the seed guide does (weaker: IAM policies may then let the role plant a key or decrypt unattested)")
+	fs.BoolVar(&p.NoDeny, "no-deny", false, "omit every explicit Deny, as tmkms-light's Nitro guide does (weaker: IAM policies may then let the role plant a key or decrypt unattested)")
 	fs.StringVar(&p.Partition, "partition", "", "AWS partition (default aws)")
 	if err := Parse(fs, args, 0); err != nil {
 		return err

@@ -60,7 +60,7 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 func loadConfig(path string, cid uint32) (*config.Config, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		return nil, WithHint(err, "see the tmkms.toml reference in the README; 'tmkms-nitro-helper init' writes a default one")
+		return nil, WithHint(err, "see the tmkms.toml reference in docs/operations.md; 'tmkms-nitro-helper init' writes a default one")
 	}
 	if cid != 0 {
 		cfg.EnclaveConfigCID = cid

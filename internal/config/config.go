@@ -188,7 +188,7 @@ func (e *FieldError) Unwrap() error { return e.Kind }
 
 // Load reads, decodes and validates the file at path. Relative paths in it
 // are resolved against the file's directory, not the working directory as
-// tmkms-light did: the seed's systemd unit sets WorkingDirectory to the
+// tmkms-light did: tmkms-light's systemd unit sets WorkingDirectory to the
 // config's directory, so both agree there, and ours does not depend on how
 // the helper was started.
 func Load(path string) (*Config, error) {

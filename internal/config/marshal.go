@@ -150,7 +150,7 @@ func (w *writer) ha(h *HA) {
 	}
 }
 
-// quote returns s as a TOML string: a literal string ('…', as the seed
+// quote returns s as a TOML string: a literal string ('…', as tmkms-light's guide
 // files use) when s allows it, else a basic string with TOML escapes.
 // (strconv.Quote is not TOML: it emits \x and \a escapes.)
 func quote(s string) string {

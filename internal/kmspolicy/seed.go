@@ -83,9 +83,9 @@ type Params struct {
 
 	// PCR0 holds the PCR0 (nitro-cli build-enclave's) of each enclave
 	// image allowed: one, or the old and the new one during an upgrade
-	// (deploy/README.md, step 5). Same rules as PCR4.
+	// (docs/operations.md). Same rules as PCR4.
 	PCR0  []string
-	Debug bool // pin PCR0 to DebugPCR instead (seed guide: debug mode)
+	Debug bool // pin PCR0 to DebugPCR instead (tmkms-light's Nitro guide: debug mode)
 	// PCR4 holds the PCR4 (see pcr.PCR4) of each EC2 instance that runs a
 	// signer: one for a single signer, several for a high-availability set
 	// sharing the sealed key. At least one is required; each is 96 hex
@@ -104,16 +104,16 @@ type Params struct {
 	Admins   []string
 	PolicyID string // "Id"; "key-consolepolicy-3" if empty, as in the guide
 	// NoDeny omits every explicit Deny, the per-PCR ones and the instance
-	// role's, as the seed guide's policy has none. Without them the Admins
+	// role's, as tmkms-light's Nitro guide's policy has none. Without them the Admins
 	// statement's kms:* reaches any principal the account's IAM policies
 	// allow, the instance role included: it can then Decrypt without an
 	// attestation document and get the key in plaintext, or Encrypt a seed
-	// of its choice and plant it. Only for comparing with the seed guide.
+	// of its choice and plant it. Only for comparing with tmkms-light's Nitro guide.
 	// (The guide also gives the role kms:Encrypt; Seed never does.)
 	NoDeny bool
 }
 
-// Seed returns the key policy for p, derived from the seed guide's (step
+// Seed returns the key policy for p, derived from tmkms-light's Nitro guide's (step
 // 4.2) and hardened against a compromised parent instance, which holds the
 // instance role's credentials:
 //
@@ -124,7 +124,7 @@ type Params struct {
 //     could plant, re-wrap or hand out a key, or change these rules
 //     (SidDenyRole), and one explicit Deny per pinned PCR (DenySid).
 //
-// The role gets no kms:Encrypt, unlike in the seed guide: with it a host
+// The role gets no kms:Encrypt, unlike in tmkms-light's Nitro guide: with it a host
 // could encrypt a seed it chose and write a sealed key file the enclave
 // would unseal and sign with, a key the attacker knows ("key planting").
 // Instead a new key's plaintext comes from KMS, through GenerateDataKey

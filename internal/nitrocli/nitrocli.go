@@ -45,7 +45,7 @@ type Enclave struct {
 	Flags        string `json:"Flags"`
 }
 
-// RunOptions are run-enclave's settings; the seed's defaults are 2 CPUs and
+// RunOptions are run-enclave's settings; tmkms-light's defaults are 2 CPUs and
 // 512 MiB.
 type RunOptions struct {
 	EIFPath   string

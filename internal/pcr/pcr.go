@@ -52,7 +52,7 @@ func PCR3(roleARN string) [Size]byte {
 }
 
 // PCR4 returns the PCR4 of an enclave whose parent is the EC2 instance
-// instanceID, e.g. "i-1234567890abcdef0". This is the seed guide's
+// instanceID, e.g. "i-1234567890abcdef0". This is tmkms-light's Nitro guide's
 // python one-liner: sha384(b'\0'*48 + instance_id.encode('utf-8')).
 func PCR4(instanceID string) [Size]byte {
 	return Extend([Size]byte{}, []byte(instanceID))

@@ -14,7 +14,7 @@ import (
 
 // Known answers from the AWS Nitro Enclaves User Guide, "Where to get an
 // enclave's measurements" (set-up-attestation), which prints them with the
-// same python one-liner as the seed guide's step 3.
+// same python one-liner as tmkms-light's Nitro guide's step 3.
 func TestKnownAnswers(t *testing.T) {
 	tests := []struct {
 		name string

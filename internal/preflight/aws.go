@@ -18,7 +18,7 @@ func (r *runner) checkCredentials(ctx context.Context) Result {
 	c, err := r.o.Credentials(ctx, r.cfg)
 	if err != nil {
 		return fail(CheckCredentials, "no AWS credentials for the instance role: "+err.Error(),
-			"attach an IAM role to the instance (seed guide step 4.1) and check that IMDSv2 answers on it\n"+
+			"attach an IAM role to the instance (step 4.1 of tmkms-light's Nitro guide) and check that IMDSv2 answers on it\n"+
 				"static [credentials] in tmkms.toml work too, but the instance role is preferred")
 	}
 	detail := "credentials from " + c.Source

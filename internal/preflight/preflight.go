@@ -198,7 +198,7 @@ func allChecks() []check {
 func (r *runner) checkConfig() Result {
 	cfg, err := config.Load(r.o.ConfigPath)
 	if err != nil {
-		return fail(CheckConfig, err.Error(), "see the tmkms.toml reference in the README; 'tmkms-nitro-helper init' writes a default one")
+		return fail(CheckConfig, err.Error(), "see the tmkms.toml reference in docs/operations.md; 'tmkms-nitro-helper init' writes a default one")
 	}
 	if r.o.CID != 0 {
 		cfg.EnclaveConfigCID = r.o.CID

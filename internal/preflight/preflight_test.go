@@ -637,7 +637,7 @@ func TestNoSecretInOutput(t *testing.T) {
 	}
 }
 
-// TestShippedAllowlist: deploy/vsock-proxy.yaml allows the seed's region
+// TestShippedAllowlist: deploy/vsock-proxy.yaml allows tmkms-light's region
 // and nothing else.
 func TestShippedAllowlist(t *testing.T) {
 	for _, c := range []struct {
