@@ -53,27 +53,18 @@ func (m *Metrics) EnableHA() {
 		return
 	}
 	h := &haMetrics{
-		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tmkms_ha_commits_total",
-			Help: "Compare-and-swap attempts of the enclave's decisions in etcd, by result (won, lost, stale, unavailable).",
-		}, []string{"result"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "tmkms_ha_commit_seconds",
-			Help:    "Time of one compare-and-swap round trip to etcd.",
-			Buckets: latencyBuckets,
-		}),
-		etcdUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tmkms_ha_etcd_up",
-			Help: "1 while etcd answers linearizable reads (it has quorum), else 0.",
-		}),
-		alive: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tmkms_ha_instances_alive",
-			Help: "Signer instances of this chain holding a live lease in etcd.",
-		}),
-		decider: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "tmkms_ha_decision_instance",
-			Help: "1 for the instance that made the cluster's latest decision (the one signing), 0 for others seen.",
-		}, []string{"instance"}),
+		commits: counterVec("tmkms_ha_commits_total",
+			"Compare-and-swap attempts of the enclave's decisions in etcd, by result (won, lost, stale, unavailable).",
+			"result"),
+		latency: latencyHistogram("tmkms_ha_commit_seconds",
+			"Time of one compare-and-swap round trip to etcd."),
+		etcdUp: gauge("tmkms_ha_etcd_up",
+			"1 while etcd answers linearizable reads (it has quorum), else 0."),
+		alive: gauge("tmkms_ha_instances_alive",
+			"Signer instances of this chain holding a live lease in etcd."),
+		decider: gaugeVec("tmkms_ha_decision_instance",
+			"1 for the instance that made the cluster's latest decision (the one signing), 0 for others seen.",
+			"instance"),
 	}
 	for _, r := range []string{CommitWon, CommitLost, CommitStale, CommitUnavailable} {
 		h.commits.WithLabelValues(r)

@@ -120,60 +120,34 @@ func New(opts Options) *Metrics {
 		now:    opts.Now,
 		window: opts.HealthWindow,
 		start:  opts.Now(),
-		signatures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tmkms_signatures_total",
-			Help: "Signatures the enclave released, by chain and type (proposal, prevote, precommit).",
-		}, []string{"chain_id", "type"}),
-		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tmkms_refusals_total",
-			Help: "Signing requests the enclave refused, by chain and reason (double_sign, regression, wrong_chain_id, persist_failed, invalid, other).",
-		}, []string{"chain_id", "reason"}),
-		signLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "tmkms_signing_latency_seconds",
-			Help:    "Time from the enclave receiving a signing request to releasing the signature, state persistence included.",
-			Buckets: latencyBuckets,
-		}),
-		lastHeight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tmkms_last_signed_height",
-			Help: "Height of the last released signature.",
-		}),
-		lastRound: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tmkms_last_signed_round",
-			Help: "Round of the last released signature.",
-		}),
-		lastStep: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tmkms_last_signed_step",
-			Help: "Step of the last released signature: 1 proposal, 2 prevote, 3 precommit, 0 unknown.",
-		}),
-		lastSignedAt: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tmkms_last_signature_timestamp_seconds",
-			Help: "Unix time of the last released signature, 0 before the first.",
-		}),
-		persistLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "tmkms_state_persist_seconds",
-			Help:    "Time to durably write one double-sign state (fdatasync), failed attempts included.",
-			Buckets: latencyBuckets,
-		}),
-		persistFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tmkms_state_persist_failures_total",
-			Help: "Double-sign states the helper failed or refused to persist; nothing was signed for each.",
-		}),
-		validatorUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tmkms_validator_connected",
-			Help: "1 while the bridge holds a connection to the validator, else 0.",
-		}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tmkms_validator_reconnects_total",
-			Help: "Times the bridge redialed the validator after a connection ended or failed.",
-		}),
-		enclaveUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tmkms_enclave_up",
-			Help: "1 when the last configuration push reached the enclave, else 0.",
-		}),
-		credsExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tmkms_credentials_expiry_timestamp_seconds",
-			Help: "Unix time at which the AWS credentials pushed to the enclave expire; 0 if they never expire.",
-		}),
+		signatures: counterVec("tmkms_signatures_total",
+			"Signatures the enclave released, by chain and type (proposal, prevote, precommit).",
+			"chain_id", "type"),
+		refusals: counterVec("tmkms_refusals_total",
+			"Signing requests the enclave refused, by chain and reason (double_sign, regression, wrong_chain_id, persist_failed, invalid, other).",
+			"chain_id", "reason"),
+		signLatency: latencyHistogram("tmkms_signing_latency_seconds",
+			"Time from the enclave receiving a signing request to releasing the signature, state persistence included."),
+		lastHeight: gauge("tmkms_last_signed_height",
+			"Height of the last released signature."),
+		lastRound: gauge("tmkms_last_signed_round",
+			"Round of the last released signature."),
+		lastStep: gauge("tmkms_last_signed_step",
+			"Step of the last released signature: 1 proposal, 2 prevote, 3 precommit, 0 unknown."),
+		lastSignedAt: gauge("tmkms_last_signature_timestamp_seconds",
+			"Unix time of the last released signature, 0 before the first."),
+		persistLatency: latencyHistogram("tmkms_state_persist_seconds",
+			"Time to durably write one double-sign state (fdatasync), failed attempts included."),
+		persistFailures: counter("tmkms_state_persist_failures_total",
+			"Double-sign states the helper failed or refused to persist; nothing was signed for each."),
+		validatorUp: gauge("tmkms_validator_connected",
+			"1 while the bridge holds a connection to the validator, else 0."),
+		reconnects: counter("tmkms_validator_reconnects_total",
+			"Times the bridge redialed the validator after a connection ended or failed."),
+		enclaveUp: gauge("tmkms_enclave_up",
+			"1 when the last configuration push reached the enclave, else 0."),
+		credsExpiry: gauge("tmkms_credentials_expiry_timestamp_seconds",
+			"Unix time at which the AWS credentials pushed to the enclave expire; 0 if they never expire."),
 	}
 	m.reg.MustRegister(
 		m.signatures, m.refusals, m.signLatency,
@@ -192,6 +166,29 @@ func New(opts Options) *Metrics {
 		}
 	}
 	return m
+}
+
+// The constructors below keep each metric's declaration to its name and
+// help text; every histogram here measures a latency.
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
+func latencyHistogram(name, help string) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: latencyBuckets})
 }
 
 // Registry returns the registry, to add collectors or gather in tests.

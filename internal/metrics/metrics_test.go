@@ -43,6 +43,21 @@ func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// wantLines checks that each of wants ends a line of the exposition body.
+func wantLines(t *testing.T, body string, wants ...string) {
+	t.Helper()
+	missing := false
+	for _, want := range wants {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+			missing = true
+		}
+	}
+	if missing {
+		t.Logf("exposition:\n%s", body)
+	}
+}
+
 func TestExposition(t *testing.T) {
 	clk := &clock{t: time.Unix(1_700_000_000, 0)}
 	m := New(Options{Now: clk.Now, ChainID: "test-chain"})
@@ -68,7 +83,7 @@ func TestExposition(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: status %d\n%s", code, body)
 	}
-	for _, want := range []string{
+	wantLines(t, body,
 		`# TYPE tmkms_signatures_total counter`,
 		`tmkms_signatures_total{chain_id="test-chain",type="prevote"} 1`,
 		`tmkms_signatures_total{chain_id="test-chain",type="precommit"} 1`,
@@ -98,14 +113,7 @@ func TestExposition(t *testing.T) {
 		`tmkms_enclave_up 1`,
 		`tmkms_credentials_expiry_timestamp_seconds 1.7000036e+09`,
 		`# TYPE go_goroutines gauge`,
-	} {
-		if !strings.Contains(body, want+"\n") {
-			t.Errorf("/metrics lacks %q", want)
-		}
-	}
-	if t.Failed() {
-		t.Logf("exposition:\n%s", body)
-	}
+	)
 
 	// Every tmkms_ metric is registered, typed and documented.
 	mfs, err := m.Registry().Gather()
@@ -138,7 +146,7 @@ func TestGaugesChange(t *testing.T) {
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	_, body := get(t, srv, "/metrics")
-	for _, want := range []string{
+	wantLines(t, body,
 		`tmkms_validator_connected 0`,
 		`tmkms_enclave_up 0`,
 		`tmkms_credentials_expiry_timestamp_seconds 0`,
@@ -147,11 +155,7 @@ func TestGaugesChange(t *testing.T) {
 		`tmkms_last_signed_round 2`,
 		`tmkms_last_signed_step 1`,
 		`tmkms_signing_latency_seconds_sum 0`, // a negative latency is clamped
-	} {
-		if !strings.Contains(body, want+"\n") {
-			t.Errorf("/metrics lacks %q", want)
-		}
-	}
+	)
 	if strings.Contains(body, `reason="`) {
 		t.Errorf("refusal series exist without Options.ChainID or a refusal")
 	}
@@ -257,7 +261,7 @@ func TestHAMetrics(t *testing.T) {
 	m.HACommit(2*time.Millisecond, CommitWon, "signer-a")
 	m.HACommit(3*time.Millisecond, CommitLost, "signer-b")
 	_, body := get(t, srv, "/metrics")
-	for _, want := range []string{
+	wantLines(t, body,
 		`tmkms_ha_commits_total{result="won"} 1`,
 		`tmkms_ha_commits_total{result="lost"} 1`,
 		`tmkms_ha_commits_total{result="unavailable"} 0`,
@@ -266,11 +270,7 @@ func TestHAMetrics(t *testing.T) {
 		`tmkms_ha_etcd_up 1`,
 		`tmkms_ha_instances_alive 3`,
 		`tmkms_ha_commit_seconds_count 2`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("metrics lack %s", want)
-		}
-	}
+	)
 	m.Refused("c", enclaveproto.ReasonCluster)
 	if code, body := get(t, srv, "/healthz"); code != 503 || !strings.Contains(body, "could not be committed") {
 		t.Fatalf("after a cluster refusal: %d %q", code, body)
@@ -281,11 +281,7 @@ func TestHAMetrics(t *testing.T) {
 	}
 	m.Refused("c", enclaveproto.ReasonLostRace)
 	_, body = get(t, srv, "/metrics")
-	for _, want := range []string{`reason="cluster_unavailable"} 1`, `reason="cluster_lost_race"} 1`} {
-		if !strings.Contains(body, want) {
-			t.Errorf("metrics lack %s", want)
-		}
-	}
+	wantLines(t, body, `reason="cluster_unavailable"} 1`, `reason="cluster_lost_race"} 1`)
 	m.HAHealth(false, 3)
 	if code, _ := get(t, srv, "/healthz"); code != 503 {
 		t.Fatalf("etcd down: %d", code)
