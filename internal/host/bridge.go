@@ -2,10 +2,8 @@ package host
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/metrics"
@@ -25,20 +23,7 @@ type Bridge struct {
 // Serve accepts enclave connections until ctx ends, and returns once
 // every connection it bridged is closed.
 func (b *Bridge) Serve(ctx context.Context, ln net.Listener) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	for {
-		ec, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		wg.Go(func() { b.splice(ctx, ec) })
-	}
+	return serveEach(ctx, ln, b.splice)
 }
 
 func (b *Bridge) splice(ctx context.Context, ec net.Conn) {
@@ -57,19 +42,5 @@ func (b *Bridge) splice(ctx context.Context, ec net.Conn) {
 		b.Metrics.ValidatorConnection(true)
 		defer b.Metrics.ValidatorConnection(false)
 	}
-	stop := context.AfterFunc(ctx, func() { ec.Close(); vc.Close() })
-	defer stop()
-	var wg sync.WaitGroup
-	wg.Go(func() { io.Copy(vc, ec); closeWrite(vc) })
-	io.Copy(ec, vc)
-	closeWrite(ec)
-	wg.Wait()
-}
-
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	} else {
-		c.Close()
-	}
+	pipe(ctx, ec, vc)
 }

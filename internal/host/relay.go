@@ -2,10 +2,8 @@ package host
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 )
 
@@ -25,20 +23,10 @@ const relayDial = 5 * time.Second
 // Serve relays each connection accepted on ln until ctx ends, then closes
 // them all and returns once every relay goroutine is done.
 func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		wg.Go(func() { r.relay(ctx, c) })
+	if err := serveEach(ctx, ln, r.relay); err != ctx.Err() { // ctx's end is no failure of the relay
+		return err
 	}
+	return nil
 }
 
 func (r *Relay) relay(ctx context.Context, c net.Conn) {
@@ -52,11 +40,5 @@ func (r *Relay) relay(ctx context.Context, c net.Conn) {
 		return
 	}
 	defer up.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close(); up.Close() })
-	defer stop()
-	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = io.Copy(up, c); closeWrite(up) })
-	_, _ = io.Copy(c, up)
-	closeWrite(c)
-	wg.Wait()
+	pipe(ctx, c, up)
 }
