@@ -3,20 +3,16 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
-	"github.com/rogpeppe/go-internal/testscript"
-
 	"github.com/tmkms-nitro/tmkms-nitro/internal/cli"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/testprog"
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
-		"tmkms-nitro-helper": func() {
-			os.Exit(cli.Main(context.Background(), os.Args[1:], &cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}))
-		},
+	testprog.Main(m, "tmkms-nitro-helper", func() int {
+		return cli.Main(context.Background(), os.Args[1:], &cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
 	})
 }
 
@@ -27,19 +23,9 @@ func TestScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enclave := filepath.Join(t.TempDir(), "tmkms-nitro-enclave")
-	build := exec.Command("go", "build", "-o", enclave, "../tmkms-nitro-enclave")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the enclave: %v\n%s", err, out)
-	}
-	testscript.Run(t, testscript.Params{
-		Dir: "testdata",
-		Setup: func(e *testscript.Env) error {
-			e.Setenv("VECTORS", vectors)
-			e.Setenv("ENCLAVE", enclave)
-			// Never reach for the EC2 metadata service from a test.
-			e.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-			return nil
-		},
-	})
+	testprog.Script(t,
+		"VECTORS="+vectors,
+		// Never reach for the EC2 metadata service from a test.
+		"AWS_EC2_METADATA_DISABLED=true",
+	)
 }
