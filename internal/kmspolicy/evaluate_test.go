@@ -36,16 +36,7 @@ func TestEvaluateSeedPolicy(t *testing.T) {
 	otherInstance := pcr.Hex(pcr.PCR4("i-0fffffffffffffff0"))
 	good := attested(testPCR0, testPCR4())
 
-	tests := []struct {
-		name      string
-		params    Params
-		principal string
-		action    string
-		context   map[string]string
-		outcome   Outcome
-		statement string
-		reason    string // must appear in Decision.Reason
-	}{
+	checkDecisions(t, []decisionCase{
 		{"enclave decrypt with matching PCRs", seed, enclaveSession, "kms:Decrypt", good,
 			Allowed, SidEnclave, "StringEqualsIgnoreCase kms:RecipientAttestation:PCR0"},
 		{"wrong PCR0 hits the explicit deny", seed, enclaveSession, "kms:Decrypt", attested(wrongPCR0, testPCR4()),
@@ -93,11 +84,27 @@ func TestEvaluateSeedPolicy(t *testing.T) {
 			Allowed, SidEnclave, ""},
 		{"action names compare without case", seed, enclaveSession, "KMS:decrypt", good,
 			Allowed, SidEnclave, ""},
-	}
+	})
+}
+
+// decisionCase is a request to a seeded policy and the decision it must
+// get.
+type decisionCase struct {
+	name      string
+	params    Params
+	principal string
+	action    string
+	context   map[string]string
+	outcome   Outcome
+	statement string
+	reason    string // must appear in Decision.Reason
+}
+
+func checkDecisions(t *testing.T, tests []decisionCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pol := mustSeed(t, tt.params)
-			d, err := Evaluate(pol, Request{Principal: tt.principal, Action: tt.action, Context: tt.context})
+			d, err := Evaluate(mustSeed(t, tt.params), Request{Principal: tt.principal, Action: tt.action, Context: tt.context})
 			if err != nil {
 				t.Fatalf("Evaluate: %v", err)
 			}

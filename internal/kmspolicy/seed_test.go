@@ -262,47 +262,28 @@ func TestSeedRefusesKeyPlanting(t *testing.T) {
 	const admin = "arn:aws:iam::111122223333:user/tmkms-admin"
 	wrongPCR0 := pcr.Hex(pcr.PCR3("not the image"))
 	good := attested(testPCR0, testPCR4())
-	tests := []struct {
-		name      string
-		params    Params
-		principal string
-		action    string
-		context   map[string]string
-		outcome   Outcome
-		statement string
-	}{
-		{"role Encrypt", seed, enclaveSession, "kms:Encrypt", nil, ExplicitDeny, SidDenyRole},
-		{"role Encrypt even when attested", seed, enclaveSession, "kms:Encrypt", good, ExplicitDeny, SidDenyRole},
-		{"role ReEncryptTo", seed, enclaveSession, "kms:ReEncryptTo", good, ExplicitDeny, SidDenyRole},
-		{"role ReEncryptFrom", seed, enclaveSession, "kms:ReEncryptFrom", good, ExplicitDeny, SidDenyRole},
-		{"role GenerateDataKeyWithoutPlaintext", seed, enclaveSession, "kms:GenerateDataKeyWithoutPlaintext", good, ExplicitDeny, SidDenyRole},
-		{"role GenerateDataKeyPair", seed, enclaveSession, "kms:GenerateDataKeyPair", good, ExplicitDeny, SidDenyRole},
-		{"role GenerateDataKeyPairWithoutPlaintext", seed, enclaveSession, "kms:GenerateDataKeyPairWithoutPlaintext", good, ExplicitDeny, SidDenyRole},
-		{"role CreateGrant", seed, enclaveSession, "kms:CreateGrant", nil, ExplicitDeny, SidDenyRole},
-		{"role PutKeyPolicy", seed, enclaveSession, "kms:PutKeyPolicy", nil, ExplicitDeny, SidDenyRole},
-		{"role GenerateDataKey without attestation", seed, enclaveSession, "kms:GenerateDataKey", nil, ExplicitDeny, DenySid(KeyPCR(0))},
-		{"role GenerateDataKey with matching attestation", seed, enclaveSession, "kms:GenerateDataKey", good, Allowed, SidEnclave},
-		{"role GenerateDataKey with wrong PCR0", seed, enclaveSession, "kms:GenerateDataKey", attested(wrongPCR0, testPCR4()), ExplicitDeny, DenySid(KeyPCR(0))},
-		{"role Decrypt with matching attestation", seed, enclaveSession, "kms:Decrypt", good, Allowed, SidEnclave},
-		{"admin Encrypt (import ceremony)", seed, admin, "kms:Encrypt", nil, Allowed, SidAdmin},
-		{"admin Decrypt without attestation", seed, admin, "kms:Decrypt", nil, ExplicitDeny, DenySid(KeyPCR(0))},
-		{"admin GenerateDataKey without attestation", seed, admin, "kms:GenerateDataKey", nil, ExplicitDeny, DenySid(KeyPCR(0))},
-		{"admin GenerateDataKeyPair without attestation", seed, admin, "kms:GenerateDataKeyPair", nil, ExplicitDeny, DenySid(KeyPCR(0))},
-		{"admin PutKeyPolicy", seed, admin, "kms:PutKeyPolicy", nil, Allowed, SidAdmin},
-		{"no deny: admin Decrypt without attestation", noDeny, admin, "kms:Decrypt", nil, Allowed, SidAdmin},
-		{"no deny: role GenerateDataKey with matching attestation", noDeny, enclaveSession, "kms:GenerateDataKey", good, Allowed, SidEnclave},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d, err := Evaluate(mustSeed(t, tt.params), Request{Principal: tt.principal, Action: tt.action, Context: tt.context})
-			if err != nil {
-				t.Fatalf("Evaluate: %v", err)
-			}
-			if d.Outcome != tt.outcome || d.Statement != tt.statement {
-				t.Errorf("got %v by %q, want %v by %q: %s", d.Outcome, d.Statement, tt.outcome, tt.statement, d)
-			}
-		})
-	}
+	checkDecisions(t, []decisionCase{
+		{"role Encrypt", seed, enclaveSession, "kms:Encrypt", nil, ExplicitDeny, SidDenyRole, ""},
+		{"role Encrypt even when attested", seed, enclaveSession, "kms:Encrypt", good, ExplicitDeny, SidDenyRole, ""},
+		{"role ReEncryptTo", seed, enclaveSession, "kms:ReEncryptTo", good, ExplicitDeny, SidDenyRole, ""},
+		{"role ReEncryptFrom", seed, enclaveSession, "kms:ReEncryptFrom", good, ExplicitDeny, SidDenyRole, ""},
+		{"role GenerateDataKeyWithoutPlaintext", seed, enclaveSession, "kms:GenerateDataKeyWithoutPlaintext", good, ExplicitDeny, SidDenyRole, ""},
+		{"role GenerateDataKeyPair", seed, enclaveSession, "kms:GenerateDataKeyPair", good, ExplicitDeny, SidDenyRole, ""},
+		{"role GenerateDataKeyPairWithoutPlaintext", seed, enclaveSession, "kms:GenerateDataKeyPairWithoutPlaintext", good, ExplicitDeny, SidDenyRole, ""},
+		{"role CreateGrant", seed, enclaveSession, "kms:CreateGrant", nil, ExplicitDeny, SidDenyRole, ""},
+		{"role PutKeyPolicy", seed, enclaveSession, "kms:PutKeyPolicy", nil, ExplicitDeny, SidDenyRole, ""},
+		{"role GenerateDataKey without attestation", seed, enclaveSession, "kms:GenerateDataKey", nil, ExplicitDeny, DenySid(KeyPCR(0)), ""},
+		{"role GenerateDataKey with matching attestation", seed, enclaveSession, "kms:GenerateDataKey", good, Allowed, SidEnclave, ""},
+		{"role GenerateDataKey with wrong PCR0", seed, enclaveSession, "kms:GenerateDataKey", attested(wrongPCR0, testPCR4()), ExplicitDeny, DenySid(KeyPCR(0)), ""},
+		{"role Decrypt with matching attestation", seed, enclaveSession, "kms:Decrypt", good, Allowed, SidEnclave, ""},
+		{"admin Encrypt (import ceremony)", seed, admin, "kms:Encrypt", nil, Allowed, SidAdmin, ""},
+		{"admin Decrypt without attestation", seed, admin, "kms:Decrypt", nil, ExplicitDeny, DenySid(KeyPCR(0)), ""},
+		{"admin GenerateDataKey without attestation", seed, admin, "kms:GenerateDataKey", nil, ExplicitDeny, DenySid(KeyPCR(0)), ""},
+		{"admin GenerateDataKeyPair without attestation", seed, admin, "kms:GenerateDataKeyPair", nil, ExplicitDeny, DenySid(KeyPCR(0)), ""},
+		{"admin PutKeyPolicy", seed, admin, "kms:PutKeyPolicy", nil, Allowed, SidAdmin, ""},
+		{"no deny: admin Decrypt without attestation", noDeny, admin, "kms:Decrypt", nil, Allowed, SidAdmin, ""},
+		{"no deny: role GenerateDataKey with matching attestation", noDeny, enclaveSession, "kms:GenerateDataKey", good, Allowed, SidEnclave, ""},
+	})
 }
 
 // TestSeedNoDenyHasNoDeny: --no-deny omits the role's Deny too, and the
