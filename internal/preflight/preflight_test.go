@@ -160,6 +160,13 @@ func (f *fixture) writeConfig() {
 	f.write("tmkms.toml", b.String(), 0o600)
 }
 
+// tcpValidator sets address (a TOML value) to name tcp:// nodes, which
+// need the identity key.
+func (f *fixture) tcpValidator(address string) {
+	f.toml["address"] = address
+	f.toml["sealed_id_key_path"] = "'secrets/id.key'"
+}
+
 func (f *fixture) run() []Result {
 	f.t.Helper()
 	f.writeConfig()
@@ -375,14 +382,12 @@ func TestEachFailure(t *testing.T) {
 			breakIt: func(f *fixture) { f.toml["address"] = "'unix://" + f.path("nitro-cli") + "'" }},
 		{name: "validator host does not resolve", check: CheckValidator, want: Fail, detail: "cannot resolve node.invalid",
 			breakIt: func(f *fixture) {
-				f.toml["address"] = "'tcp://node.invalid:26659'"
-				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
+				f.tcpValidator("'tcp://node.invalid:26659'")
 				f.opts.LookupHost = func(context.Context, string) ([]string, error) { return nil, errors.New("no such host") }
 			}},
 		{name: "tcp validator without identity key file", check: CheckIdentityKey, want: Fail, detail: "does not exist",
 			breakIt: func(f *fixture) {
-				f.toml["address"] = "'tcp://127.0.0.1:26659'"
-				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
+				f.tcpValidator("'tcp://127.0.0.1:26659'")
 				f.remove("secrets/id.key")
 			}},
 	}
@@ -457,25 +462,13 @@ func TestPasses(t *testing.T) {
 				f.toml["kms_key_id"] = "'" + keyARN + "'"
 			}},
 		{name: "tcp validator by IP", check: CheckIdentityKey, detail: "identity key",
-			change: func(f *fixture) {
-				f.toml["address"] = "'tcp://127.0.0.1:26659'"
-				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
-			}},
+			change: func(f *fixture) { f.tcpValidator("'tcp://127.0.0.1:26659'") }},
 		{name: "tcp validator second in a list", check: CheckIdentityKey, detail: "identity key",
-			change: func(f *fixture) {
-				f.toml["address"] = "[" + f.toml["address"] + ", 'tcp://127.0.0.1:26659']"
-				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
-			}},
+			change: func(f *fixture) { f.tcpValidator("[" + f.toml["address"] + ", 'tcp://127.0.0.1:26659']") }},
 		{name: "every node of a list", check: CheckValidator, detail: "; tcp://127.0.0.1:26659",
-			change: func(f *fixture) {
-				f.toml["address"] = "[" + f.toml["address"] + ", 'tcp://127.0.0.1:26659']"
-				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
-			}},
+			change: func(f *fixture) { f.tcpValidator("[" + f.toml["address"] + ", 'tcp://127.0.0.1:26659']") }},
 		{name: "tcp validator by name", check: CheckValidator, detail: "node.example resolves to 10.0.0.7",
-			change: func(f *fixture) {
-				f.toml["address"] = "'tcp://node.example:26659'"
-				f.toml["sealed_id_key_path"] = "'secrets/id.key'"
-			}},
+			change: func(f *fixture) { f.tcpValidator("'tcp://node.example:26659'") }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
