@@ -385,12 +385,7 @@ func sealAnchor(t *testing.T, bin, home string, files *host.AnchorFiles) *enclav
 // and verify-attestation --expect-kms-key catches it before the key is
 // registered.
 func TestAnchorKeyProvenance(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	bin := Programs(t)
-	home := filepath.Join(t.TempDir(), "v")
-	localInit(t, bin, home, "provenance-chain")
+	bin, home := localHome(t, "provenance-chain")
 	cfg, err := config.Load(filepath.Join(home, "tmkms.toml"))
 	if err != nil {
 		t.Fatal(err)
@@ -797,26 +792,17 @@ func TestAnchorFaults(t *testing.T) {
 	clients, laddrs := startEach(t, s.chain, insts)
 
 	var rollbacks, emptied, dropped, etcdKills int
-	stop := make(chan struct{})
-	killerDone := make(chan struct{})
-	go func() {
-		defer close(killerDone)
-		snapshots := map[int][][]byte{}
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Duration(400+rand.IntN(1200)) * time.Millisecond):
-			}
+	snapshots := map[int][][]byte{}
+	heights := injectFaults(duration, 400*time.Millisecond, 1200*time.Millisecond,
+		func(h int64) bool { return s.d.haHeight(clients, insts, h) },
+		func() bool {
 			i := rand.IntN(len(insts))
 			in := insts[i]
 			state := filepath.Join(in.home, "state", "priv_validator_state.json")
 			if b, err := os.ReadFile(state); err == nil {
 				snapshots[i] = append(snapshots[i], b)
 			}
-			s.d.stats.mu.Lock()
-			s.d.stats.kills++
-			s.d.stats.mu.Unlock()
+			s.d.stats.count(&s.d.stats.kills)
 			switch rand.IntN(5) {
 			case 0: // an old state file
 				in.kill()
@@ -839,31 +825,15 @@ func TestAnchorFaults(t *testing.T) {
 				os.WriteFile(path, orig, 0o600)
 				dropped++
 			case 3: // an etcd member dies for a while
-				m := rand.IntN(3)
-				s.etcd.Stop(m)
 				etcdKills++
-				time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
-				if err := s.etcd.RestartStopped(); err != nil {
-					t.Error(err)
-					return
-				}
-				continue
+				return etcdOutage(t, s.etcd, 1)
 			case 4:
 				in.kill()
 			}
 			time.Sleep(time.Duration(rand.IntN(500)) * time.Millisecond)
 			in.start(t, laddrs[i])
-		}
-	}()
-
-	heights := 0
-	for end := time.Now().Add(duration); time.Now().Before(end); heights++ {
-		if !s.d.haHeight(clients, insts, int64(heights+1)) {
-			break
-		}
-	}
-	close(stop)
-	<-killerDone
+			return true
+		})
 	st := s.d.stats
 	t.Logf("hostile host: %d heights, %d instance kills (%d restarted on an old state file, %d on an empty one, %d with [ha] dropped), %d etcd member kills, %d signatures, %d refusals (of %d conflicting requests), %d repeats answered identically, %d unavailable answers, violations = %d",
 		heights, st.kills, rollbacks, emptied, dropped, etcdKills, st.signatures, st.refusals, st.conflictsSent, st.duplicatesOK, st.unavailable, len(st.violations))

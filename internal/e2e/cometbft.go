@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -144,6 +145,22 @@ func buildFromSource(ctx context.Context, version, out string) error {
 		return err
 	}
 	return goCmd(ctx, src, nil, "build", "-mod=mod", "-o", out, "./cmd/cometbft")
+}
+
+// nodeBinary is Binary for a test, which cannot go on without it.
+func nodeBinary(ctx context.Context, t testing.TB, version string) string {
+	t.Helper()
+	p, err := Binary(ctx, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// hasVoteExtensions reports whether nodes of version have vote extensions
+// (v0.38 and later).
+func hasVoteExtensions(version string) bool {
+	return !strings.HasPrefix(version, "v0.34.") && !strings.HasPrefix(version, "v0.37.")
 }
 
 // BuildAll builds every version in Versions, for CI to do once up front.

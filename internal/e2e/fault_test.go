@@ -18,6 +18,7 @@ import (
 	cmtprivval "github.com/cometbft/cometbft/privval"
 	"github.com/cometbft/cometbft/types"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/ha/etcdlocal"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localmode"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
@@ -63,19 +64,15 @@ func TestFaultInjection(t *testing.T) {
 	bin, home, client, laddr := st.bin, st.home, st.client, st.laddr
 	pk := cmted25519.PubKey(st.pub)
 	stats := &faultStats{}
-	var helperMu sync.Mutex
 	helper := st.helper
-	stop := make(chan struct{})
-	killerDone := make(chan struct{})
-	go func() {
-		defer close(killerDone)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Duration(300+rand.IntN(1200)) * time.Millisecond):
-			}
-			helperMu.Lock()
+	d := &faultDriver{client: client, chain: chain, pk: pk, stats: stats, statePath: filepath.Join(home, "state", "priv_validator_state.json"), released: map[signstate.HRS][]byte{}}
+	heights := injectFaults(duration, 300*time.Millisecond, 1200*time.Millisecond,
+		func(h int64) bool {
+			ok := d.height(h)
+			time.Sleep(20 * time.Millisecond) // a few dozen heights a second, so kills land mid-stream
+			return ok
+		},
+		func() bool {
 			switch rand.IntN(3) {
 			case 0: // the enclave; its supervisor restarts it
 				if pid, ok := localmode.FindEnclavePID(home); ok {
@@ -96,21 +93,8 @@ func TestFaultInjection(t *testing.T) {
 				helper = startLocal(t, bin, home, laddr)
 				stats.restarts++
 			}
-			helperMu.Unlock()
-		}
-	}()
-
-	statePath := filepath.Join(home, "state", "priv_validator_state.json")
-	d := &faultDriver{client: client, chain: chain, pk: pk, stats: stats, statePath: statePath, released: map[signstate.HRS][]byte{}}
-	heights := 0
-	for end := time.Now().Add(duration); time.Now().Before(end); heights++ {
-		if !d.height(int64(heights + 1)) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond) // a few dozen heights a second, so kills land mid-stream
-	}
-	close(stop)
-	<-killerDone
+			return true
+		})
 	t.Logf("fault injection: %d heights, %d kills, %d restarts, %d signatures, %d refusals (of %d conflicting requests), %d timestamp-only repeats answered identically, %d unavailable answers, violations = %d",
 		heights, stats.kills, stats.restarts, stats.signatures, stats.refusals, stats.conflictsSent, stats.duplicatesOK, stats.unavailable, len(stats.violations))
 	for _, v := range stats.violations {
@@ -119,6 +103,59 @@ func TestFaultInjection(t *testing.T) {
 	if stats.kills == 0 {
 		t.Error("no process was killed")
 	}
+}
+
+// injectFaults drives heights 1, 2, ... through height until duration has
+// passed or height fails, while inject runs after each pause of minPause
+// and up to spread more, until it returns false. It returns the number of
+// heights driven, once the last injection has ended.
+func injectFaults(duration, minPause, spread time.Duration, height func(int64) bool, inject func() bool) int {
+	stop := make(chan struct{})
+	injectorDone := make(chan struct{})
+	go func() {
+		defer close(injectorDone)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(minPause + rand.N(spread)):
+			}
+			if !inject() {
+				return
+			}
+		}
+	}()
+	heights := 0
+	for end := time.Now().Add(duration); time.Now().Before(end); heights++ {
+		if !height(int64(heights + 1)) {
+			break
+		}
+	}
+	close(stop)
+	<-injectorDone
+	return heights
+}
+
+// etcdOutage stops n members of cluster in a row, from a random one, and
+// restarts them after a while; false if they did not come back.
+func etcdOutage(t *testing.T, cluster *etcdlocal.Cluster, n int) bool {
+	size := len(cluster.Endpoints)
+	a := rand.IntN(size)
+	for i := range n {
+		cluster.Stop((a + i) % size)
+	}
+	time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
+	if err := cluster.RestartStopped(); err != nil {
+		t.Error(err)
+		return false
+	}
+	return true
+}
+
+func (s *faultStats) count(n *int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	*n++
 }
 
 type faultDriver struct {

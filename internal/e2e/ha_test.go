@@ -134,10 +134,7 @@ func TestHighAvailability(t *testing.T) {
 	const version = "v0.38.26"
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	node, err := Binary(ctx, version)
-	if err != nil {
-		t.Fatal(err)
-	}
+	node := nodeBinary(ctx, t, version)
 	bin := Programs(t)
 	cluster := etcdlocal.StartT(t, 3)
 	sock := filepath.Join(t.TempDir(), "pv.sock")
@@ -206,6 +203,7 @@ func TestHighAvailability(t *testing.T) {
 	// closed, and the single-validator chain then stalls on it.
 	leader := cluster.Leader()
 	cluster.Stop(leader)
+	var err error
 	if took, err = tryBlocks(3, 20*time.Second); err != nil {
 		t.Logf("a commit during the leader election was refused and the chain stalled; restarting the node")
 		restartNode()
@@ -279,55 +277,28 @@ func TestHAFaultInjection(t *testing.T) {
 	d := &faultDriver{chain: chain, pk: cmted25519.PubKey(pub), stats: stats, released: map[signstate.HRS][]byte{}}
 	clients, laddrs := startEach(t, chain, insts)
 
-	stop := make(chan struct{})
-	killerDone := make(chan struct{})
 	var etcdKills, quorumLosses int
-	go func() {
-		defer close(killerDone)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Duration(500+rand.IntN(1500)) * time.Millisecond):
-			}
+	heights := injectFaults(duration, 500*time.Millisecond, 1500*time.Millisecond,
+		func(h int64) bool { return d.haHeight(clients, insts, h) },
+		func() bool {
 			switch r := rand.IntN(4); r {
 			case 0, 1: // an instance's host dies and comes back
 				in := insts[rand.IntN(len(insts))]
 				in.kill()
-				stats.mu.Lock()
-				stats.kills++
-				stats.mu.Unlock()
+				stats.count(&stats.kills)
 				time.Sleep(time.Duration(rand.IntN(1000)) * time.Millisecond)
 				in.start(t, laddrs[indexOf(insts, in)])
-				stats.mu.Lock()
-				stats.restarts++
-				stats.mu.Unlock()
+				stats.count(&stats.restarts)
 			case 2, 3: // one etcd member dies, or two (quorum lost), briefly
-				a := rand.IntN(3)
-				cluster.Stop(a)
-				etcdKills++
-				if r == 3 {
-					cluster.Stop((a + 1) % 3)
-					etcdKills++
+				n := r - 1
+				etcdKills += n
+				if n == 2 {
 					quorumLosses++
 				}
-				time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
-				if err := cluster.RestartStopped(); err != nil {
-					t.Error(err)
-					return
-				}
+				return etcdOutage(t, cluster, n)
 			}
-		}
-	}()
-
-	heights := 0
-	for end := time.Now().Add(duration); time.Now().Before(end); heights++ {
-		if !d.haHeight(clients, insts, int64(heights+1)) {
-			break
-		}
-	}
-	close(stop)
-	<-killerDone
+			return true
+		})
 	t.Logf("HA fault injection: %d heights, %d instance kills, %d etcd member kills (%d quorum losses), %d signatures, %d refusals (of %d conflicting requests), %d repeats answered identically across instances, %d unavailable answers, violations = %d",
 		heights, stats.kills, etcdKills, quorumLosses, stats.signatures, stats.refusals, stats.conflictsSent, stats.duplicatesOK, stats.unavailable, len(stats.violations))
 	for _, v := range stats.violations {

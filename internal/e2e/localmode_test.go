@@ -71,6 +71,19 @@ func (ls *localSigner) enclavePIDs() []int {
 	return pids
 }
 
+// localHome is an end-to-end test's start (it skips under -short): the
+// programs built, and a home made by local init for chainID.
+func localHome(t *testing.T, chainID string) (bin, home string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	bin = Programs(t)
+	home = filepath.Join(t.TempDir(), "kms")
+	localInit(t, bin, home, chainID)
+	return bin, home
+}
+
 func localInit(t *testing.T, bin, home, chainID string) []byte {
 	t.Helper()
 	out, err := exec.Command(filepath.Join(bin, "tmkms-nitro-helper"), "local", "init", "--home", home, "--chain-id", chainID).CombinedOutput()
@@ -102,10 +115,7 @@ func TestLocalMode(t *testing.T) {
 	const version = "v0.38.26"
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	node, err := Binary(ctx, version)
-	if err != nil {
-		t.Fatal(err)
-	}
+	node := nodeBinary(ctx, t, version)
 	bin := Programs(t)
 	home := filepath.Join(t.TempDir(), "kms")
 	laddr := "unix://" + filepath.Join(t.TempDir(), "pv.sock")
@@ -168,12 +178,7 @@ func TestLocalMode(t *testing.T) {
 // policy pins (a new image, an old policy) cannot unseal the key, and the
 // helper stops with the policy's denial.
 func TestLocalModeWrongPCR0(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	bin := Programs(t)
-	home := filepath.Join(t.TempDir(), "kms")
-	localInit(t, bin, home, "test-chain")
+	bin, home := localHome(t, "test-chain")
 	other := filepath.Join(t.TempDir(), "tmkms-nitro-enclave")
 	data, err := os.ReadFile(filepath.Join(bin, "tmkms-nitro-enclave"))
 	if err != nil {
@@ -214,17 +219,14 @@ func TestLocalModeVersions(t *testing.T) {
 		t.Run(version+"/"+r.network, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			node, err := Binary(ctx, version)
-			if err != nil {
-				t.Fatal(err)
-			}
+			node := nodeBinary(ctx, t, version)
 			home := filepath.Join(t.TempDir(), "kms")
 			laddr := "unix://" + filepath.Join(t.TempDir(), "pv.sock")
 			if r.network == "tcp" { // SecretConnection from the enclave, through the host's bridge
 				laddr = "tcp://127.0.0.1:" + strconv.Itoa(FreePort(t))
 			}
 			cfg := NodeConfig{Version: version, Laddr: laddr}
-			if !strings.HasPrefix(version, "v0.34.") && !strings.HasPrefix(version, "v0.37.") {
+			if hasVoteExtensions(version) {
 				cfg.VoteExtensionsHeight = 2
 			}
 			n := InitNode(t, node, cfg)
@@ -245,12 +247,7 @@ func TestLocalModeVersions(t *testing.T) {
 // TestImportKey: an existing priv_validator_key seed sealed by the enclave
 // keeps its public key, and the sealed file records it.
 func TestImportKey(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	bin := Programs(t)
-	home := filepath.Join(t.TempDir(), "kms")
-	localInit(t, bin, home, "test-chain")
+	bin, home := localHome(t, "test-chain")
 	seed := bytes.Repeat([]byte{42}, 32)
 	want := cmted25519.PrivKey(ed25519.NewKeyFromSeed(seed)).PubKey().Bytes()
 	gk, _ := sealSeed(t, bin, home, seed)

@@ -17,13 +17,8 @@ import (
 // a list) keeps one guard: the same request from both nodes gets the
 // identical signature, a conflicting one is refused whichever node sends it.
 func TestSeveralNodes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	bin := Programs(t)
-	home := filepath.Join(t.TempDir(), "kms")
 	chain := "multi-chain"
-	localInit(t, bin, home, chain)
+	bin, home := localHome(t, chain)
 	var clients []*cmtprivval.SignerClient
 	var addrs []string
 	for range 2 {

@@ -45,10 +45,7 @@ func TestRealNode(t *testing.T) {
 func runChain(t *testing.T, version, network string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bin, err := Binary(ctx, version)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := nodeBinary(ctx, t, version)
 	key, err := signer.GenerateEd25519()
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +55,7 @@ func runChain(t *testing.T, version, network string) {
 		laddr = "unix://" + filepath.Join(t.TempDir(), "pv.sock")
 	}
 	cfg := NodeConfig{Version: version, Laddr: laddr, PubKey: cmted25519.PubKey(key.PubKey().Bytes)}
-	if !strings.HasPrefix(version, "v0.34.") && !strings.HasPrefix(version, "v0.37.") {
+	if hasVoteExtensions(version) {
 		cfg.VoteExtensionsHeight = 2
 	}
 	node := InitNode(t, bin, cfg)
@@ -98,10 +95,7 @@ func TestNodeRestart(t *testing.T) {
 	const version = "v0.38.26"
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bin, err := Binary(ctx, version)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := nodeBinary(ctx, t, version)
 	key, _ := signer.GenerateEd25519()
 	sock := filepath.Join(t.TempDir(), "pv.sock")
 	node := InitNode(t, bin, NodeConfig{Version: version, Laddr: "unix://" + sock, PubKey: cmted25519.PubKey(key.PubKey().Bytes), VoteExtensionsHeight: 2})
