@@ -158,11 +158,7 @@ func decodeTxnResponse(b []byte) (*txnResponse, error) {
 // decodeHeader reads a ResponseHeader's revision into rev. Fields of an
 // embedded message seen twice merge, as protobuf's do.
 func decodeHeader(f field, rev *int64) error {
-	m, err := f.bytes()
-	if err != nil {
-		return err
-	}
-	return fields(m, func(num protowire.Number, f field) error {
+	return f.embedded(func(num protowire.Number, f field) error {
 		if num == headerRevision {
 			return f.revision(rev)
 		}
@@ -171,12 +167,8 @@ func decodeHeader(f field, rev *int64) error {
 }
 
 func decodeResponseOp(f field) (responseOp, error) {
-	m, err := f.bytes()
-	if err != nil {
-		return responseOp{}, err
-	}
 	var op responseOp
-	err = fields(m, func(num protowire.Number, f field) error {
+	err := f.embedded(func(num protowire.Number, f field) error {
 		switch num {
 		case opResponseRange:
 			if op.rng == nil {
@@ -194,11 +186,7 @@ func decodeResponseOp(f field) (responseOp, error) {
 }
 
 func decodeRangeResponse(f field, r *rangeResponse) error {
-	m, err := f.bytes()
-	if err != nil {
-		return err
-	}
-	return fields(m, func(num protowire.Number, f field) error {
+	return f.embedded(func(num protowire.Number, f field) error {
 		if num != rangeRespKvs {
 			return nil
 		}
@@ -209,12 +197,8 @@ func decodeRangeResponse(f field, r *rangeResponse) error {
 }
 
 func decodeKeyValue(f field) (keyValue, error) {
-	m, err := f.bytes()
-	if err != nil {
-		return keyValue{}, err
-	}
 	var kv keyValue
-	err = fields(m, func(num protowire.Number, f field) error {
+	err := f.embedded(func(num protowire.Number, f field) error {
 		var err error
 		switch num {
 		case kvKey:
@@ -280,6 +264,15 @@ func (f field) revision(rev *int64) error {
 	}
 	*rev = int64(v)
 	return nil
+}
+
+// embedded is fields over f, a field holding an embedded message.
+func (f field) embedded(fn func(protowire.Number, field) error) error {
+	m, err := f.bytes()
+	if err != nil {
+		return err
+	}
+	return fields(m, fn)
 }
 
 // fields calls fn with each field of message b in order; fn ignores the

@@ -21,19 +21,29 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localca"
 )
 
-// realVector is testdata/real-attestation-doc-2024-07-16.json.
-type realVector struct {
+// vector is an attestation document stored in testdata: a real one, or
+// the software NSM's (written by TestSoftwareVector -update), which also
+// carries its root.
+type vector struct {
 	Source      string `json:"_source"`
 	DocB64      string `json:"attestation_doc_b64"`
+	RootPEM     string `json:"root_pem,omitempty"`
 	TimestampMS int64  `json:"timestamp_ms"`
 	ModuleID    string `json:"module_id"`
 }
 
-func loadRealVector(tb testing.TB) (doc []byte, at time.Time, v realVector) {
+const (
+	realVectorPath     = "testdata/real-attestation-doc-2024-07-16.json"
+	softwareVectorPath = "testdata/software-nsm-document.json"
+)
+
+// loadVector reads the vector at path; hint says how to make it when it
+// is missing.
+func loadVector(tb testing.TB, path, hint string) (doc []byte, at time.Time, v vector) {
 	tb.Helper()
-	data, err := os.ReadFile("testdata/real-attestation-doc-2024-07-16.json")
+	data, err := os.ReadFile(path)
 	if err != nil {
-		tb.Fatalf("missing vector: %v", err)
+		tb.Fatalf("missing vector%s: %v", hint, err)
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
 		tb.Fatal(err)
@@ -45,40 +55,23 @@ func loadRealVector(tb testing.TB) (doc []byte, at time.Time, v realVector) {
 	return doc, time.UnixMilli(v.TimestampMS), v
 }
 
-// softwareVector is testdata/software-nsm-document.json, written by
-// TestSoftwareVector -update.
-type softwareVector struct {
-	Source      string `json:"_source"`
-	DocB64      string `json:"attestation_doc_b64"`
-	RootPEM     string `json:"root_pem"`
-	TimestampMS int64  `json:"timestamp_ms"`
-	ModuleID    string `json:"module_id"`
+func loadRealVector(tb testing.TB) (doc []byte, at time.Time, v vector) {
+	tb.Helper()
+	return loadVector(tb, realVectorPath, "")
 }
 
-const softwareVectorPath = "testdata/software-nsm-document.json"
-
-func loadSoftwareVector(tb testing.TB) (doc []byte, root *x509.Certificate, at time.Time, v softwareVector) {
+func loadSoftwareVector(tb testing.TB) (doc []byte, root *x509.Certificate, at time.Time, v vector) {
 	tb.Helper()
-	data, err := os.ReadFile(softwareVectorPath)
-	if err != nil {
-		tb.Fatalf("missing vector (regenerate with go test -run TestSoftwareVector -update): %v", err)
-	}
-	if err := json.Unmarshal(data, &v); err != nil {
-		tb.Fatal(err)
-	}
-	doc, err = base64.StdEncoding.DecodeString(v.DocB64)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	doc, at, v = loadVector(tb, softwareVectorPath, " (regenerate with go test -run TestSoftwareVector -update)")
 	block, _ := pem.Decode([]byte(v.RootPEM))
 	if block == nil {
 		tb.Fatal("software vector: no root PEM")
 	}
-	root, err = x509.ParseCertificate(block.Bytes)
+	root, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return doc, root, time.UnixMilli(v.TimestampMS), v
+	return doc, root, at, v
 }
 
 type ecdsaKey = ecdsa.PrivateKey
