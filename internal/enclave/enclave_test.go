@@ -17,30 +17,13 @@ import (
 	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/testlog"
 )
 
-// records is a slog.Handler that keeps the messages logged to it.
-type records struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (r *records) Enabled(context.Context, slog.Level) bool { return true }
-func (r *records) WithAttrs([]slog.Attr) slog.Handler       { return r }
-func (r *records) WithGroup(string) slog.Handler            { return r }
-func (r *records) Handle(_ context.Context, rec slog.Record) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, rec.Message)
-	return nil
-}
-
-// count returns how many messages begin with prefix.
-func (r *records) count(prefix string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// countPrefixed returns how many of msgs begin with prefix.
+func countPrefixed(msgs []string, prefix string) int {
 	n := 0
-	for _, m := range r.msgs {
+	for _, m := range msgs {
 		if strings.HasPrefix(m, prefix) {
 			n++
 		}
@@ -52,8 +35,8 @@ const refusedPrefix = "refused config connections"
 
 // startRun runs the real Run on ln with no host to ship logs to. The
 // returned stop cancels Run and fails the test unless Run returns nil.
-func startRun(t *testing.T, ctx context.Context, ln net.Listener) (log *records, stop func()) {
-	log = &records{}
+func startRun(t *testing.T, ctx context.Context, ln net.Listener) (log *testlog.Recorder, stop func()) {
+	log = &testlog.Recorder{}
 	p := Platform{
 		Listen: ln,
 		DialHost: func(context.Context, uint32) (net.Conn, error) {
@@ -175,7 +158,7 @@ func TestRunBoundsConfigConnections(t *testing.T) {
 	if held > maxConfigConns {
 		t.Errorf("the enclave holds %d stalled connections, want at most %d", held, maxConfigConns)
 	}
-	if n := log.count(refusedPrefix); n != 1 {
+	if n := countPrefixed(log.Messages(), refusedPrefix); n != 1 {
 		t.Errorf("%d log records about refused connections for a flood of %d, want 1", n, flood)
 	}
 

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,47 +19,20 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/testlog"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
-
-// messages is a slog.Handler that keeps the messages logged to it. A
-// message equal to hold is kept, then holds its caller until release is
-// closed.
-type messages struct {
-	hold    string
-	release chan struct{}
-
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (m *messages) Enabled(context.Context, slog.Level) bool { return true }
-func (m *messages) WithAttrs([]slog.Attr) slog.Handler       { return m }
-func (m *messages) WithGroup(string) slog.Handler            { return m }
-func (m *messages) Handle(_ context.Context, r slog.Record) error {
-	m.mu.Lock()
-	m.msgs = append(m.msgs, r.Message)
-	m.mu.Unlock()
-	if r.Message == m.hold {
-		<-m.release
-	}
-	return nil
-}
-
-func (m *messages) has(msg string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Contains(m.msgs, msg)
-}
 
 // localRun is Run's setting in local mode under one directory: the
 // enclave's config port and the validator's socket are the test's.
 type localRun struct {
-	opts   Options
-	log    *messages
-	config net.Listener  // the enclave's config port
-	node   net.Listener  // the validator's priv_validator_laddr
-	done   chan struct{} // closed when Run has returned
+	opts Options
+	log  *testlog.Recorder
+	// logRelease lets go a goroutine that log's After holds
+	logRelease chan struct{}
+	config     net.Listener  // the enclave's config port
+	node       net.Listener  // the validator's priv_validator_laddr
+	done       chan struct{} // closed when Run has returned
 }
 
 func newLocalRun(t *testing.T) *localRun {
@@ -80,7 +52,7 @@ func newLocalRun(t *testing.T) *localRun {
 	if err := os.WriteFile(cfg.SealedConsensusKeyPath, []byte("sealed"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := &localRun{log: &messages{release: make(chan struct{})}}
+	r := &localRun{log: &testlog.Recorder{}, logRelease: make(chan struct{})}
 	r.opts = Options{
 		Config:  cfg,
 		Enclave: transport.Addr{Scheme: "unix", Path: filepath.Join(dir, "e")},
@@ -163,7 +135,11 @@ func TestRunServesTheEnclave(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r := newLocalRun(t)
-	r.log.hold = "hello from the enclave" // holds the log channel's goroutine
+	r.log.After = func(msg string) { // holds the log channel's goroutine
+		if msg == "hello from the enclave" {
+			<-r.logRelease
+		}
+	}
 	configuredc, releaseConf := make(chan *enclaveproto.Configured, 1), make(chan struct{})
 	r.opts.Configured = func(c *enclaveproto.Configured) { // holds the configurator's
 		configuredc <- c
@@ -216,7 +192,7 @@ func TestRunServesTheEnclave(t *testing.T) {
 	}
 	defer node.Close()
 	exchange(t, validator, node)
-	for !r.log.has("hello from the enclave") {
+	for !slices.Contains(r.log.Messages(), "hello from the enclave") {
 		if ctx.Err() != nil {
 			t.Fatal("the enclave's log record was not logged")
 		}
@@ -224,7 +200,7 @@ func TestRunServesTheEnclave(t *testing.T) {
 	}
 
 	stop()
-	for _, release := range []chan struct{}{releaseConf, r.log.release} {
+	for _, release := range []chan struct{}{releaseConf, r.logRelease} {
 		select {
 		case <-r.done:
 			t.Fatal("Run returned while its goroutines were still busy")
