@@ -1,14 +1,14 @@
 package config
 
 import (
-	"bytes"
 	"flag"
-	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -54,19 +54,7 @@ func TestMarshalGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", name+".toml.golden")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("Marshal output changed; run go test -update if intended\ngot:\n%s", got)
-			}
+			golden.Check(t, filepath.Join("testdata", name+".toml.golden"), got, *update)
 			back, err := Parse(got, "")
 			if err != nil {
 				t.Fatalf("Marshal output does not parse: %v", err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden and the FuzzRead seed corpus")
@@ -128,18 +130,10 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", s.name+".golden")
 			if *update {
-				writeFile(t, path, goldenHex(frame))
 				writeCorpus(t, s.name, frame)
 			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if got := goldenHex(frame); got != string(want) {
-				t.Errorf("encoding changed; run go test -update if intended\ngot:\n%swant:\n%s", got, want)
-			}
+			want := golden.Check(t, filepath.Join("testdata", s.name+".golden"), []byte(goldenHex(frame)), *update)
 			// The frozen bytes must decode to the same message, so an
 			// old peer's frames keep decoding.
 			m, id, err := Read(bytes.NewReader(parseGolden(t, string(want))), MaxConfigPayload)

@@ -1,14 +1,13 @@
 package kmspolicy
 
 import (
-	"bytes"
 	"flag"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/tmkms-nitro/tmkms-nitro/internal/golden"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
 )
 
@@ -45,22 +44,7 @@ func TestSeedGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("testdata", "seed-policy.golden.json")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestSeedGolden -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("seed policy differs from %s (run with -update if intended):\n%s", path, got)
-	}
+	golden.Check(t, filepath.Join("testdata", "seed-policy.golden.json"), got, *update)
 }
 
 func TestSeedRoundTripsAndValidates(t *testing.T) {
