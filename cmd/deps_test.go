@@ -23,10 +23,10 @@ var packageBudget = map[string]int{
 }
 
 // forbidden are this module's packages a command must never link: local
-// mode's stand-ins and the development tools.
+// mode's stand-ins, the development tools and the test helpers.
 var forbidden = map[string][]string{
-	"tmkms-nitro-enclave": {"internal/softnsm", "internal/localkms", "internal/localmode", "internal/localca", "internal/devcli", "internal/ha/etcdlocal", "internal/ha/hatest", "internal/localnode", "internal/bench", "internal/e2e", "internal/config", "internal/metrics"},
-	"tmkms-nitro-helper":  {"internal/devcli", "internal/ha/etcdlocal", "internal/ha/hatest", "internal/localnode", "internal/bench", "internal/e2e"},
+	"tmkms-nitro-enclave": {"internal/softnsm", "internal/localkms", "internal/localmode", "internal/localca", "internal/devcli", "internal/ha/etcdlocal", "internal/ha/hatest", "internal/localnode", "internal/bench", "internal/e2e", "internal/testprog", "internal/testlog", "internal/golden", "internal/config", "internal/metrics"},
+	"tmkms-nitro-helper":  {"internal/devcli", "internal/ha/etcdlocal", "internal/ha/hatest", "internal/localnode", "internal/bench", "internal/e2e", "internal/testprog", "internal/testlog", "internal/golden"},
 }
 
 func TestDependencies(t *testing.T) {
