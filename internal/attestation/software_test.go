@@ -11,11 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
 	"github.com/tmkms-nitro/tmkms-nitro/internal/attestation"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 var update = flag.Bool("update", false, "rewrite "+softwareVectorPath)

@@ -12,9 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 const (

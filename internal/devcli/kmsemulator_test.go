@@ -16,12 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localkms"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 // kmsEmuOutput is a stdout that signals once the serving banner is out.

@@ -10,12 +10,11 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/cms"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kms"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 const fakeKeyARN = "arn:aws:kms:us-east-1:111122223333:key/11111111-2222-4333-8444-555555555555"

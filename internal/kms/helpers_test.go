@@ -12,14 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kms"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kmspolicy"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localkms"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 // localEndpoint is the name clients address: the local KMS's certificate

@@ -11,12 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kms"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kmspolicy"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 var chainCtx = map[string]string{"chain_id": "test-chain", "purpose": "consensus-key"}

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -23,6 +21,7 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kmspolicy"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localkms"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 func TestKeyPolicyLifecycle(t *testing.T) {

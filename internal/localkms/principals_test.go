@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -19,6 +17,7 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/cms"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kmspolicy"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localkms"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 // TestSeedPolicyPrincipals: under kmspolicy.Seed's policy the instance

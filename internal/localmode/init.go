@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 // InitOptions configure Init.

@@ -14,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
 	"github.com/tmkms-nitro/tmkms-nitro/internal/attestation"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/localca"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 func newCA(t *testing.T) *softnsm.CA {

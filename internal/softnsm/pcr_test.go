@@ -5,9 +5,8 @@ import (
 	"crypto/sha512"
 	"testing"
 
-	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
-
 	"github.com/tmkms-nitro/tmkms-nitro/internal/nsm"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 func TestPCR0IsAnExtendOfTheBinaryHash(t *testing.T) {
