@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,17 +30,19 @@ import (
 )
 
 func runDemo(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "demo", "[--blocks N] [--home DIR] [--ha]",
+	fs := newFlags(env, "demo", "[--blocks N] [--home DIR] [--ha] [--metrics HOST:PORT]",
 		"Runs the whole system on this machine: a local CometBFT validator (in-process, v1.0, kvstore app) whose\n"+
 			"only key was generated inside the enclave process and sealed by the local KMS, which releases it only to\n"+
 			"an enclave binary with the PCR0 its key policy pins. Shows a line per signature; stops after N blocks.\n"+
 			"With --ha, three signer instances share the key through a local 3-member etcd cluster; the one signing\n"+
-			"is stopped halfway and another takes over.")
+			"is stopped halfway and another takes over. Each signer serves Prometheus metrics (/metrics, /healthz) from\n"+
+			"--metrics on, the next instances on the next ports; the demo prints the addresses.")
 	blocks := fs.Int("blocks", 20, "stop after this many blocks")
 	withHA := fs.Bool("ha", false, "run three signer instances with [ha] on a local etcd cluster, and stop the signing one halfway")
 	home := fs.String("home", "", "keep the files here (default: a temporary directory, removed at exit)")
 	enclaveBin := fs.String("enclave", "", "path of tmkms-nitro-enclave (default: next to this program, on $PATH, or built from the source tree)")
 	verbose := fs.Bool("v", false, "also show the helper's and the enclave's logs")
+	metricsAddr := fs.String("metrics", "127.0.0.1:26661", "serve the first signer's metrics on this address (port 0: any free port; \"\": none)")
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -69,6 +73,11 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	d := &demoRun{env: env, verbose: *verbose, perInstance: map[string]int{}}
 	if *withHA {
 		d.instances = 3
+	}
+	if *metricsAddr != "" {
+		if d.metrics, err = metricsAddresses(*metricsAddr, max(d.instances, 1)); err != nil {
+			return err
+		}
 	}
 	return d.run(ctx, dir, bin, int64(*blocks))
 }
@@ -105,6 +114,35 @@ type demoRun struct {
 	lastAt      time.Time      // and when
 	perInstance map[string]int // signatures by instance
 	cluster     *etcdlocal.Cluster
+	metrics     []string // each signer's metrics address; nil: none
+}
+
+// metricsAddresses returns n metrics addresses from first: its port and
+// the next ones, or with port 0 free ports. Each is checked free now, so
+// that a port in use fails the demo before anything starts.
+func metricsAddresses(first string, n int) ([]string, error) {
+	host, port, err := net.SplitHostPort(first)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics: %w", err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p+n-1 > 65535 {
+		return nil, fmt.Errorf("--metrics: bad port %q", port)
+	}
+	var addrs []string
+	for i := range n {
+		want := net.JoinHostPort(host, strconv.Itoa(p))
+		if p != 0 {
+			want = net.JoinHostPort(host, strconv.Itoa(p+i))
+		}
+		ln, err := net.Listen("tcp", want)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics: %w (choose another address with --metrics, or --metrics '' for none)", err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+	}
+	return addrs, nil
 }
 
 func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error {
@@ -138,7 +176,16 @@ func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error 
 	signers := make([]*demoSigner, len(homes))
 	errc := make(chan error, len(homes))
 	for i, home := range homes {
-		signers[i] = d.startSigner(signing, home, bin, log, errc)
+		metrics := ""
+		if i < len(d.metrics) {
+			metrics = d.metrics[i]
+			of := ""
+			if d.instances > 0 {
+				of = " of " + filepath.Base(home)
+			}
+			fmt.Fprintf(d.env.Stdout, "metrics%s: http://%s/metrics (and /healthz)\n", of, metrics)
+		}
+		signers[i] = d.startSigner(signing, home, bin, metrics, log, errc)
 	}
 	for _, s := range signers {
 		select {
@@ -185,7 +232,7 @@ type demoSigner struct {
 	stop       context.CancelFunc
 }
 
-func (d *demoRun) startSigner(ctx context.Context, home, bin string, log *slog.Logger, errc chan<- error) *demoSigner {
+func (d *demoRun) startSigner(ctx context.Context, home, bin, metrics string, log *slog.Logger, errc chan<- error) *demoSigner {
 	s := &demoSigner{name: filepath.Base(home), configured: make(chan struct{})}
 	ctx, s.stop = context.WithCancel(ctx)
 	var once sync.Once
@@ -195,7 +242,7 @@ func (d *demoRun) startSigner(ctx context.Context, home, bin string, log *slog.L
 		log = log.With("instance", s.name)
 	}
 	go func() {
-		errc <- localmode.Start(ctx, localmode.StartOptions{Home: home, Enclave: bin, Log: log,
+		errc <- localmode.Start(ctx, localmode.StartOptions{Home: home, Enclave: bin, Log: log, MetricsAddress: metrics,
 			Configured: func(*enclaveproto.Configured) { once.Do(func() { close(s.configured) }) },
 			Events:     func(ev enclaveproto.Event) { d.event(ev, instance) }})
 	}()

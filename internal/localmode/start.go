@@ -19,6 +19,9 @@ type StartOptions struct {
 	Home    string
 	Enclave string // the enclave program; "" finds it
 	Address string // overrides the validator address in tmkms.toml
+	// MetricsAddress overrides metrics_address in tmkms.toml: host:port
+	// of /metrics and /healthz.
+	MetricsAddress string
 	// Insecure allows a validator address that is not on this machine
 	// (tcp to a host other than loopback), with a warning.
 	Insecure bool
@@ -50,6 +53,9 @@ func Start(ctx context.Context, o StartOptions) error {
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
+	}
+	if o.MetricsAddress != "" {
+		cfg.MetricsAddress = o.MetricsAddress
 	}
 	if err := checkLocal(cfg.Addresses, o.Insecure, o.Log); err != nil {
 		return err
