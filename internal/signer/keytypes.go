@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -105,7 +106,7 @@ var keyTypes = map[string]keyType{
 			if _, err := NewSecp256k1(raw); err != nil {
 				return nil, err
 			}
-			return raw, nil
+			return bytes.Clone(raw), nil // the caller clears raw
 		},
 	},
 }
