@@ -10,12 +10,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/atomicfile"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/host"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/sealedkey"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
 )
@@ -23,9 +25,23 @@ import (
 // keyFlags are the flags init and import share (tmkms-light's names).
 type keyFlags struct {
 	region, keyID, display, prefix, dir string
+	keyType                             string
 	cid                                 uint
 	force                               bool
 	ceremonyFlags
+}
+
+// keyTypeFlag registers --key-type, the consensus key's type, into dst
+// (default ed25519); the names come from package signer.
+func keyTypeFlag(fs *flag.FlagSet, dst *string) {
+	*dst = signer.KeyTypeEd25519
+	fs.Func("key-type", "the consensus key's type: "+strings.Join(signer.KeyTypes(), " or ")+" (default ed25519)", func(v string) error {
+		if err := signer.CheckKeyType(v); err != nil {
+			return err
+		}
+		*dst = v
+		return nil
+	})
 }
 
 func (k *keyFlags) register(fs *flag.FlagSet) {
@@ -37,6 +53,7 @@ func (k *keyFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.dir, "c", ".", "directory for tmkms.toml, secrets/ and state/")
 	fs.UintVar(&k.cid, "cid", config.DefaultEnclaveCID, "the enclave's vsock CID")
 	fs.BoolVar(&k.force, "force", false, "replace existing sealed keys (the old keys are lost)")
+	keyTypeFlag(fs, &k.keyType)
 }
 
 func (k *keyFlags) check() error {
@@ -47,7 +64,7 @@ func (k *keyFlags) check() error {
 		return WithHint(errors.New("--chain-id is required: the key is bound to the chains it may sign for when it is sealed"),
 			"repeat --chain-id for each chain that shares the key, e.g. a provider chain and its consumer chains")
 	}
-	if _, err := pubkey.Format(make([]byte, 32), k.display, k.prefix); err != nil {
+	if err := pubkey.CheckFormat(k.display, k.prefix); err != nil {
 		return err
 	}
 	_, err := k.anchorFiles()
@@ -55,7 +72,7 @@ func (k *keyFlags) check() error {
 }
 
 func runInit(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "init", "-a REGION -k KMS_KEY_ID --chain-id ID [--nonce HEX] [--ha-* ...] [-p bech32|base64|json] [-b PREFIX] [-c DIR] [--cid N] [--force]",
+	fs := newFlags(env, "init", "-a REGION -k KMS_KEY_ID --chain-id ID [--key-type ed25519|secp256k1] [--nonce HEX] [--ha-* ...] [-p bech32|base64|json] [-b PREFIX] [-c DIR] [--cid N] [--force]",
 		"Has the enclave get the consensus key from KMS (a data key released only to the attested enclave) and\n"+
 			"generate the SecretConnection identity key, both sealed from inside the enclave: the keys never exist\n"+
 			"in plaintext on this host. The consensus key is bound for good to the chains named by --chain-id and,\n"+
@@ -92,21 +109,29 @@ func runImport(ctx context.Context, env *Env, args []string) error {
 	if err := k.check(); err != nil {
 		return err
 	}
-	seed, err := readPrivValidatorKey(*keyFile)
+	keyType, seed, err := readPrivValidatorKey(*keyFile)
 	if err != nil {
 		return err
 	}
+	// The file says what the key is; --key-type, if given, must agree.
+	var typeSet bool
+	fs.Visit(func(f *flag.Flag) { typeSet = typeSet || f.Name == "key-type" })
+	if typeSet && k.keyType != keyType {
+		return fmt.Errorf("%s holds a %s key, not %s (--key-type)", *keyFile, keyType, k.keyType)
+	}
+	k.keyType = keyType
 	return sealAndReport(ctx, env, &k, seed, func(statePath string) error { return importState(*stateFile, statePath) })
 }
 
-// readPrivValidatorKey returns the 32-byte seed of a CometBFT key file.
-func readPrivValidatorKey(path string) ([]byte, error) {
+// readPrivValidatorKey returns the key type and 32-byte seed of a
+// CometBFT key file.
+func readPrivValidatorKey(path string) (string, []byte, error) {
 	if path == "" {
-		return nil, errors.New("--key priv_validator_key.json is required")
+		return "", nil, errors.New("--key priv_validator_key.json is required")
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	var f struct {
 		PrivKey struct {
@@ -115,13 +140,18 @@ func readPrivValidatorKey(path string) ([]byte, error) {
 		} `json:"priv_key"`
 	}
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("%s: not a priv_validator_key.json: %w", path, err)
+		return "", nil, fmt.Errorf("%s: not a priv_validator_key.json: %w", path, err)
 	}
 	raw, err := base64.StdEncoding.DecodeString(f.PrivKey.Value)
-	if f.PrivKey.Type != "tendermint/PrivKeyEd25519" || err != nil || len(raw) != 64 {
-		return nil, fmt.Errorf("%s: priv_key must be a tendermint/PrivKeyEd25519 of 64 bytes", path)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: priv_key.value is not base64: %w", path, err)
 	}
-	return raw[:32], nil
+	defer clear(raw)
+	keyType, seed, err := signer.SeedFromPrivKeyJSON(f.PrivKey.Type, raw)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return keyType, seed, nil
 }
 
 // importState copies a migrating validator's state file into place, where
@@ -164,7 +194,7 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 	cer := &host.Ceremony{
 		Dial:   func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, enclave, nil) },
 		Region: k.region, KMSKeyID: k.keyID, Creds: host.ProtoCredentials(awsCreds),
-		ChainIDs: k.chainIDs, Nonce: k.nonce, Anchor: anchorFiles, Import: seed, Force: k.force,
+		ChainIDs: k.chainIDs, Nonce: k.nonce, Anchor: anchorFiles, Import: seed, Force: k.force, KeyType: k.keyType,
 	}
 	paths := host.Paths{Consensus: cfg.SealedConsensusKeyPath, Identity: cfg.SealedIDKeyPath}
 	var table *config.HA
@@ -204,7 +234,7 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 		return err
 	}
 	st.Close()
-	line, _ := pubkey.Format(sealed.Consensus.PubKey, k.display, k.prefix)
+	line, _ := pubkey.Format(sealed.Consensus.Key(), k.display, k.prefix)
 	fmt.Fprintln(env.Stdout, line)
 	origin := sealedkey.Generated
 	if seed != nil {

@@ -21,7 +21,7 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 }
 
 func runLocalInit(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "local init", "--home DIR --chain-id ID [--ha-endpoints URL,... --ha-ca F --ha-cert F --ha-key F [--ha-user U --ha-password-file F] --instance NAME] [flags]",
+	fs := newFlags(env, "local init", "--home DIR --chain-id ID [--key-type ed25519|secp256k1] [--ha-endpoints URL,... --ha-ca F --ha-cert F --ha-key F [--ha-user U --ha-password-file F] --instance NAME] [flags]",
 		"Creates a local validator signer in DIR: a local KMS whose key policy pins the enclave binary's PCR0,\n"+
 			"keys generated inside the (local) enclave and sealed by that KMS, tmkms.toml and state/. Prints the\n"+
 			"consensus public key and writes it to DIR/pubkey.json as CometBFT JSON.\n\n"+
@@ -31,6 +31,7 @@ func runLocalInit(ctx context.Context, env *Env, args []string) error {
 	o := localmode.InitOptions{Log: newLogger(env, false)}
 	var cf ceremonyFlags
 	cf.register(fs)
+	keyTypeFlag(fs, &o.KeyType)
 	fs.StringVar(&o.Home, "home", "", "directory for the signer's files (required)")
 	fs.StringVar(&o.Address, "address", "", "the validator's priv_validator_laddr (default unix://DIR/privval.sock)")
 	fs.StringVar(&o.Enclave, "enclave", "", "path of tmkms-nitro-enclave (default: next to this program, or on $PATH)")
@@ -51,7 +52,7 @@ func runLocalInit(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return hintFor(err)
 	}
-	pub := res.Consensus.PubKey
+	pub := res.Consensus.Key()
 	fmt.Fprintf(env.Stdout, "wrote %s\n", res.ConfigPath)
 	fmt.Fprintf(env.Stdout, "consensus public key: %s\n", pubkey.JSON(pub))
 	fmt.Fprintf(env.Stdout, "validator address: %s\n", pubkey.Address(pub))
@@ -107,7 +108,7 @@ func runLocalStart(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stderr, "%s: %s\n", prog, localmode.Notice(o.Home))
 	o.Log = newLogger(env, *jsonLogs)
 	o.Configured = func(c *enclaveproto.Configured) {
-		o.Log.Info("the enclave is configured and signing", "consensus_pubkey", pubkey.JSON(c.ConsensusPubKey))
+		o.Log.Info("the enclave is configured and signing", "consensus_pubkey", pubkey.JSON(c.ConsensusKey()))
 	}
 	return hintFor(localmode.Start(ctx, o))
 }

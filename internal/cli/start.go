@@ -45,7 +45,7 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 		Log:            log,
 		EnclaveTimeout: *wait,
 		Configured: func(c *enclaveproto.Configured) {
-			log.Info("the enclave is configured and signing", "consensus_pubkey", pubkey.JSON(c.ConsensusPubKey))
+			log.Info("the enclave is configured and signing", "consensus_pubkey", pubkey.JSON(c.ConsensusKey()))
 		},
 	})
 	if errors.Is(err, host.ErrNotConfigured) {

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/attestation"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 )
 
 func runVerifyAttestation(_ context.Context, env *Env, args []string) error {
@@ -128,6 +128,7 @@ func (f failedExpectations) Unwrap() []error { return f }
 // nil, and any expectation on it fails.
 type keyStatement struct {
 	PublicKey       *string   `json:"public_key"`        // lower-case hex of the raw public key
+	KeyType         *string   `json:"key_type"`          // absent for ed25519
 	KMSKeyID        *string   `json:"kms_key_id"`        // the KMS key ARN
 	SealedKeySHA256 *string   `json:"sealed_key_sha256"` // hex SHA-256 of the sealed key file
 	Origin          *string   `json:"origin"`            // "generated" or "imported"
@@ -172,7 +173,7 @@ type expectations struct {
 }
 
 func (x *expectations) register(fs *flag.FlagSet) {
-	fs.Func("expect-pubkey", "the key's public key, hex or base64 of its 32 bytes (user_data.public_key)", func(v string) (err error) {
+	fs.Func("expect-pubkey", "the key's public key, hex or base64 of its bytes: 32 for ed25519, 33 for secp256k1 (user_data.public_key)", func(v string) (err error) {
 		x.pubKey, err = parsePubKey(v)
 		return err
 	})
@@ -216,14 +217,24 @@ func (x *expectations) register(fs *flag.FlagSet) {
 	})
 }
 
+// parsePubKey reads a public key of any type: the size tells them apart,
+// and the statement's key matches only if the bytes, so the type, match.
 func parsePubKey(v string) ([]byte, error) {
-	if b, err := hex.DecodeString(v); err == nil && len(b) == ed25519.PublicKeySize {
+	valid := func(b []byte) bool {
+		for _, t := range signer.KeyTypes() {
+			if _, err := signer.NewPubKey(t, b); err == nil {
+				return true
+			}
+		}
+		return false
+	}
+	if b, err := hex.DecodeString(v); err == nil && valid(b) {
 		return b, nil
 	}
-	if b, err := base64.StdEncoding.DecodeString(v); err == nil && len(b) == ed25519.PublicKeySize {
+	if b, err := base64.StdEncoding.DecodeString(v); err == nil && valid(b) {
 		return b, nil
 	}
-	return nil, fmt.Errorf("want %d hex digits or the base64 of %d bytes", 2*ed25519.PublicKeySize, ed25519.PublicKeySize)
+	return nil, errors.New("want the hex or base64 of a public key: 32 bytes (ed25519) or a 33-byte compressed point (secp256k1)")
 }
 
 // nonEmptyHex decodes v, which must hold size bytes (any number if 0).
@@ -418,6 +429,11 @@ func printDocument(env *Env, d *attestation.Document) {
 		if st.ChainIDs != nil {
 			chains = jsonList(*st.ChainIDs)
 		}
+		keyType := signer.KeyTypeEd25519
+		if st.KeyType != nil {
+			keyType = *st.KeyType
+		}
+		fmt.Fprintf(w, "user_data.key_type: %s\n", keyType)
 		fmt.Fprintf(w, "user_data.public_key: %s\nuser_data.kms_key_id: %s\nuser_data.sealed_key_sha256: %s\n"+
 			"user_data.origin: %s\nuser_data.chain_ids: %s\nuser_data.anchor: %s\n",
 			quoted(st.PublicKey), quoted(st.KMSKeyID), quoted(st.SealedKeySHA256), quoted(st.Origin), chains, quoted(st.Anchor))

@@ -155,7 +155,7 @@ func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error 
 		return hintFor(err)
 	}
 	fmt.Fprintf(d.env.Stdout, "chain %s: one validator; its key was generated in the enclave and sealed by the local KMS\n", chainID)
-	fmt.Fprintf(d.env.Stdout, "consensus public key: %s\n", pubkey.JSON(res.Consensus.PubKey))
+	fmt.Fprintf(d.env.Stdout, "consensus public key: %s\n", pubkey.JSON(res.Consensus.Key()))
 	homes := []string{first}
 	if d.instances > 0 {
 		homes, err = d.setUpHA(dir, first)

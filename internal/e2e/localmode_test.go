@@ -84,9 +84,10 @@ func localHome(t *testing.T, chainID string) (bin, home string) {
 	return bin, home
 }
 
-func localInit(t *testing.T, bin, home, chainID string) []byte {
+func localInit(t *testing.T, bin, home, chainID string, flags ...string) []byte {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(bin, "tmkms-nitro-helper"), "local", "init", "--home", home, "--chain-id", chainID).CombinedOutput()
+	args := append([]string{"local", "init", "--home", home, "--chain-id", chainID}, flags...)
+	out, err := exec.Command(filepath.Join(bin, "tmkms-nitro-helper"), args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("local init: %v\n%s", err, out)
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 
 	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
 	"github.com/cometbft/cometbft/crypto"
+	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/cometbft/cometbft/types"
 )
 
@@ -140,7 +140,16 @@ func editGenesis(t testing.TB, path string, cfg NodeConfig) string {
 	vals := g["validators"].([]any)
 	v := vals[0].(map[string]any)
 	v["address"] = cfg.PubKey.Address().String()
-	v["pub_key"] = map[string]any{"type": "tendermint/PubKeyEd25519", "value": base64.StdEncoding.EncodeToString(cfg.PubKey.Bytes())}
+	keyJSON, err := cmtjson.Marshal(cfg.PubKey) // CometBFT's own type name for the key
+	if err != nil {
+		t.Fatal(err)
+	}
+	v["pub_key"] = json.RawMessage(keyJSON)
+	if typ := cfg.PubKey.Type(); typ != "ed25519" {
+		// ed25519 is the only type a default genesis allows.
+		params := g["consensus_params"].(map[string]any)
+		params["validator"] = map[string]any{"pub_key_types": []string{typ}}
+	}
 	if cfg.VoteExtensionsHeight > 0 {
 		params := g["consensus_params"].(map[string]any)
 		h := strconv.FormatInt(cfg.VoteExtensionsHeight, 10)

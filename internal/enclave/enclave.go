@@ -181,9 +181,9 @@ func (e *Enclave) handle(ctx context.Context, m enclaveproto.Message) enclavepro
 	defer cancel()
 	switch m := m.(type) {
 	case *enclaveproto.GenerateKey:
-		return answer(e.seal(rctx, m.Region, m.KMSKeyID, m.Purpose, m.Credentials, nil, m.Binding))
+		return answer(e.seal(rctx, m.Region, m.KMSKeyID, m.Purpose, m.Key(), m.Credentials, nil, m.Binding))
 	case *enclaveproto.ImportKey:
-		return answer(e.seal(rctx, m.Region, m.KMSKeyID, m.Purpose, m.Credentials, []byte(m.Seed), m.Binding))
+		return answer(e.seal(rctx, m.Region, m.KMSKeyID, m.Purpose, m.Key(), m.Credentials, []byte(m.Seed), m.Binding))
 	case *enclaveproto.SealAnchor:
 		return answer(e.sealAnchor(rctx, m))
 	case *enclaveproto.Configure:

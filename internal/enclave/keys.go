@@ -25,23 +25,24 @@ import (
 )
 
 // errKeyMismatch marks a sealed key that is not what its file claims.
-var errKeyMismatch = errors.New("sealed key does not match its recorded public key")
+var errKeyMismatch = errors.New("sealed key does not match its recorded public key and type")
 
-// seal makes a key and seals it with KMS from inside the enclave. A new key
+// seal makes a key of keyType and seals it with KMS from inside the
+// enclave. A new key
 // is a KMS data key released only to this attested enclave (the instance
 // role has no kms:Encrypt, so a host cannot choose a key's plaintext); an
 // imported one (seed set) is sealed with kms:Encrypt under the credentials
 // the operator passed for the ceremony. The answer carries an attestation
 // document whose user data states what was sealed and how (attestedKey).
-func (e *Enclave) seal(ctx context.Context, region, keyID, purpose string, creds enclaveproto.Credentials, seed []byte, b enclaveproto.Binding) (*enclaveproto.GeneratedKey, error) {
+func (e *Enclave) seal(ctx context.Context, region, keyID, purpose, keyType string, creds enclaveproto.Credentials, seed []byte, b enclaveproto.Binding) (*enclaveproto.GeneratedKey, error) {
 	kc, err := e.kms(region, creds)
 	if err != nil {
 		return nil, err
 	}
 	defer kc.Close()
-	sk := &sealedkey.Key{Version: 2, Purpose: purpose, KeyType: "ed25519", KMSKeyID: keyID, Region: region,
+	sk := &sealedkey.Key{Version: 2, Purpose: purpose, KeyType: keyType, KMSKeyID: keyID, Region: region,
 		Origin: sealedkey.Imported, ChainIDs: b.ChainIDs, Anchor: b.Anchor}
-	var key *signer.Ed25519
+	var key signer.Sealable
 	if seed == nil {
 		sk.Origin = sealedkey.Generated
 		r, err := kms.NewRecipient(ctx, e.p.NSM, nil, nil)
@@ -53,12 +54,14 @@ func (e *Enclave) seal(ctx context.Context, region, keyID, purpose string, creds
 			return nil, err
 		}
 		defer clear(dk)
-		if key, err = signer.NewEd25519(dk); err != nil {
+		// A secp256k1 key from 32 random bytes fails only for a scalar of
+		// 0 or at least the order, with probability about 2^-128.
+		if key, err = signer.NewKey(keyType, dk); err != nil {
 			return nil, err
 		}
 		sk.PublicKey = key.PubKey().Bytes
 	} else {
-		if key, err = signer.NewEd25519(seed); err != nil {
+		if key, err = signer.NewKey(keyType, seed); err != nil {
 			return nil, err
 		}
 		sk.PublicKey = key.PubKey().Bytes
@@ -122,10 +125,16 @@ func (e *Enclave) attested(ctx context.Context, sk *sealedkey.Key, nonce []byte)
 	if chains == nil {
 		chains = []string{}
 	}
-	userData, err := json.Marshal(AttestedKey{
+	st := AttestedKey{
 		PublicKey: hex.EncodeToString(sk.PublicKey), KMSKeyID: sk.KMSKeyID, SealedKeySHA256: hex.EncodeToString(sum[:]),
 		Origin: sk.Origin, ChainIDs: chains, Anchor: sk.Anchor,
-	})
+	}
+	if sk.KeyType != signer.KeyTypeEd25519 {
+		// Omitted for ed25519 (and anchors): verifiers that predate key
+		// types refuse statements with fields they do not know.
+		st.KeyType = sk.KeyType
+	}
+	userData, err := json.Marshal(st)
 	if err != nil {
 		return nil, err
 	}
@@ -133,15 +142,20 @@ func (e *Enclave) attested(ctx context.Context, sk *sealedkey.Key, nonce []byte)
 	if err != nil {
 		return nil, fmt.Errorf("failed to attest the sealed %s: %w", sk.Purpose, err)
 	}
-	e.log.Info("sealed with KMS", "purpose", sk.Purpose, "origin", sk.Origin, "public_key", hex.EncodeToString(sk.PublicKey),
+	e.log.Info("sealed with KMS", "purpose", sk.Purpose, "origin", sk.Origin, "key_type", sk.KeyType, "public_key", hex.EncodeToString(sk.PublicKey),
 		"kms_key_id", sk.KMSKeyID, "chain_ids", sk.ChainIDs, "anchor", sk.Anchor)
-	return &enclaveproto.GeneratedKey{SealedKey: file, PubKey: sk.PublicKey, Attestation: doc}, nil
+	gk := &enclaveproto.GeneratedKey{SealedKey: file, PubKey: sk.PublicKey, Attestation: doc}
+	if sk.KeyType != signer.KeyTypeEd25519 {
+		gk.KeyType = sk.KeyType // omitted for ed25519, which older helpers expect
+	}
+	return gk, nil
 }
 
 // AttestedKey is the user data of the attestation document of a sealed
 // key or anchor.
 type AttestedKey struct {
-	PublicKey       string   `json:"public_key"` // hex; "" for an anchor
+	PublicKey       string   `json:"public_key"`         // hex; "" for an anchor
+	KeyType         string   `json:"key_type,omitempty"` // the public key's; "" for ed25519 and an anchor
 	KMSKeyID        string   `json:"kms_key_id"`
 	SealedKeySHA256 string   `json:"sealed_key_sha256"`
 	Origin          string   `json:"origin"`
@@ -151,21 +165,23 @@ type AttestedKey struct {
 
 // unseal decrypts a sealed key file through KMS with a Recipient
 // attestation, so that only this enclave image can read the plaintext, and
-// checks that the key is the one the file records. pinned, when set, is the
+// checks that the key is the one the file records: made as the recorded
+// type, its public key must be the recorded one, which the same seed read
+// as another type never gives. pinned, when set, is the
 // only KMS key the operator allows. It returns the file too: what the key
 // is bound to (chains, anchor) is authenticated by KMS through the
 // encryption context.
-func (e *Enclave) unseal(ctx context.Context, kc *kms.Client, file []byte, purpose, pinned string) (*signer.Ed25519, *sealedkey.Key, error) {
+func (e *Enclave) unseal(ctx context.Context, kc *kms.Client, file []byte, purpose, pinned string) (signer.Sealable, *sealedkey.Key, error) {
 	sk, seed, err := e.decrypt(ctx, kc, file, purpose, pinned)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer clear(seed)
-	key, err := signer.NewEd25519(seed)
+	key, err := signer.NewKey(sk.KeyType, seed)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w: %w", errKeyMismatch, err)
 	}
-	if !sk.Legacy() && !bytes.Equal(key.PubKey().Bytes, sk.PublicKey) {
+	if pub := key.PubKey(); !sk.Legacy() && (pub.Type != sk.KeyType || !bytes.Equal(pub.Bytes, sk.PublicKey)) {
 		return nil, nil, errKeyMismatch
 	}
 	return key, sk, nil

@@ -114,7 +114,7 @@ func (e *Enclave) reconfigure(c *enclaveproto.Configure) (*enclaveproto.Configur
 // unsealed are a configuration's keys, unsealed through KMS.
 type unsealed struct {
 	kms       *kms.Client
-	consensus *signer.Ed25519
+	consensus signer.Sealable
 	sealed    *sealedkey.Key     // the consensus key's file: its chains and anchor
 	identity  ed25519.PrivateKey // nil without tcp:// validators
 }
@@ -142,6 +142,9 @@ func (e *Enclave) unsealKeys(ctx context.Context, kc *kms.Client, c *enclaveprot
 // configured is the answer to Configure: the keys' public halves.
 func (k *unsealed) configured() *enclaveproto.Configured {
 	resp := &enclaveproto.Configured{ConsensusPubKey: k.consensus.PubKey().Bytes}
+	if t := k.consensus.PubKey().Type; t != signer.KeyTypeEd25519 {
+		resp.ConsensusKeyType = t // omitted for ed25519, which older helpers expect
+	}
 	if k.identity != nil {
 		resp.IdentityPubKey = k.identity.Public().(ed25519.PublicKey)
 	}
@@ -211,7 +214,7 @@ func (e *Enclave) identity(ctx context.Context, kc *kms.Client, c *enclaveproto.
 // host cannot drop it from the configuration. Without an anchor, [ha]
 // commits through the host, which is then trusted with the outcome, and a
 // single signer trusts the host's state file across restarts.
-func (e *Enclave) guard(ctx context.Context, kc *kms.Client, c *enclaveproto.Configure, key *signer.Ed25519, sealed *sealedkey.Key, host ha.Store) (*ha.Guard, *anchor.Client, error) {
+func (e *Enclave) guard(ctx context.Context, kc *kms.Client, c *enclaveproto.Configure, key signer.Sealable, sealed *sealedkey.Key, host ha.Store) (*ha.Guard, *anchor.Client, error) {
 	instance := c.HAInstance
 	if instance == "" {
 		instance = "signer"
@@ -257,7 +260,7 @@ func (e *Enclave) guard(ctx context.Context, kc *kms.Client, c *enclaveproto.Con
 // the host's state (a rolled-back file, a fresh or second enclave). An
 // anchor that cannot be read now is not fatal: every signature is
 // committed to it first, so nothing is signed until it answers.
-func (e *Enclave) catchUp(ctx context.Context, g *ha.Guard, key *signer.Ed25519, last signstate.State) (signstate.State, error) {
+func (e *Enclave) catchUp(ctx context.Context, g *ha.Guard, key signer.Sealable, last signstate.State) (signstate.State, error) {
 	won, by, ok, err := g.Latest(ctx)
 	switch {
 	case errors.Is(err, ha.ErrForged):

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 )
 
 func header(magic, version byte, t Type, flags byte, id uint64, n uint32) []byte {
@@ -172,6 +174,12 @@ func TestWriteRefuses(t *testing.T) {
 	}{
 		{"invalid", &ImportKey{Purpose: PurposeConsensus, Seed: make([]byte, 16)}, ErrMalformed},
 		{"half credentials", &GenerateKey{Purpose: PurposeConsensus, Credentials: Credentials{AccessKeyID: "AKIA"}}, ErrMalformed},
+		{"unknown key type", &GenerateKey{Purpose: PurposeConsensus, KeyType: "sr25519"}, ErrMalformed},
+		{"secp256k1 identity", &GenerateKey{Purpose: PurposeIdentity, KeyType: signer.KeyTypeSecp256k1}, ErrMalformed},
+		{"secp256k1 identity import", &ImportKey{Purpose: PurposeIdentity, KeyType: signer.KeyTypeSecp256k1, Seed: make([]byte, 32)}, ErrMalformed},
+		{"secp256k1 key typed ed25519", &GeneratedKey{SealedKey: []byte{1}, PubKey: secp256k1G}, ErrMalformed},
+		{"ed25519 key typed secp256k1", &GeneratedKey{SealedKey: []byte{1}, PubKey: make([]byte, 32), KeyType: signer.KeyTypeSecp256k1}, ErrMalformed},
+		{"secp256k1 point off the curve", &Configured{ConsensusPubKey: append([]byte{2}, bytes.Repeat([]byte{0xff}, 32)...), ConsensusKeyType: signer.KeyTypeSecp256k1}, ErrMalformed},
 		{"too many attrs", &LogRecord{Attrs: make([]Attr, MaxLogAttrs+1)}, ErrMalformed},
 		{"over type limit", &LogRecord{Message: strings.Repeat("x", MaxLogPayload)}, ErrTooLarge},
 		{"state over limit", &PersistState{Record: make([]byte, MaxStatePayload)}, ErrTooLarge},

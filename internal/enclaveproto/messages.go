@@ -3,6 +3,8 @@ package enclaveproto
 import (
 	"fmt"
 	"time"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 )
 
 // Message is one of the message types of this package. Read returns
@@ -19,8 +21,8 @@ type normalizer interface{ normalize() }
 
 // Fixed sizes.
 const (
-	PubKeySize   = 32 // ed25519 public key
-	SeedSize     = 32 // ed25519 private key seed
+	PubKeySize   = 32 // ed25519 public key (the identity key's)
+	SeedSize     = signer.SeedSize
 	MaxChainID   = 50 // CometBFT's MaxChainIDLen
 	MaxLogAttrs  = 32
 	MaxAddresses = 8 // validator nodes one enclave serves
@@ -83,8 +85,23 @@ type Configure struct {
 
 // Configured answers Configure with the unsealed keys' public halves.
 type Configured struct {
-	ConsensusPubKey []byte `cbor:"consensus_pub_key"`
-	IdentityPubKey  []byte `cbor:"identity_pub_key"` // nil when no identity key was sent
+	ConsensusPubKey  []byte `cbor:"consensus_pub_key"`
+	IdentityPubKey   []byte `cbor:"identity_pub_key"`             // nil when no identity key was sent
+	ConsensusKeyType string `cbor:"consensus_key_type,omitempty"` // "": ed25519
+}
+
+// ConsensusKey is the consensus public key with its type.
+func (c *Configured) ConsensusKey() signer.PubKey {
+	return signer.PubKey{Type: keyType(c.ConsensusKeyType), Bytes: c.ConsensusPubKey}
+}
+
+// keyType is the key type a message names: ed25519 when it names none, as
+// messages from before key types did.
+func keyType(t string) string {
+	if t == "" {
+		return signer.KeyTypeEd25519
+	}
+	return t
 }
 
 // GenerateKey (host→enclave, config channel; for init) asks the enclave to
@@ -94,8 +111,12 @@ type GenerateKey struct {
 	KMSKeyID    string      `cbor:"kms_key_id"`
 	Credentials Credentials `cbor:"credentials"`
 	Purpose     string      `cbor:"purpose"`
+	KeyType     string      `cbor:"key_type,omitempty"` // signer.KeyTypes; "": ed25519, the only identity type
 	Binding
 }
+
+// Key is the type of the key to generate.
+func (g *GenerateKey) Key() string { return keyType(g.KeyType) }
 
 // Binding is what a new sealed key is bound to, through its KMS encryption
 // context, and what its attestation document states.
@@ -119,9 +140,13 @@ type ImportKey struct {
 	KMSKeyID    string      `cbor:"kms_key_id"`
 	Credentials Credentials `cbor:"credentials"`
 	Purpose     string      `cbor:"purpose"`
+	KeyType     string      `cbor:"key_type,omitempty"` // of Seed; "": ed25519
 	Seed        SecretBytes `cbor:"seed"`
 	Binding
 }
+
+// Key is the type of the key to import.
+func (i *ImportKey) Key() string { return keyType(i.KeyType) }
 
 // SealAnchor (host→enclave, config channel; the operator's ceremony) asks
 // the enclave to seal the anchor's credentials with KMS so that only an
@@ -145,8 +170,14 @@ type SealAnchor struct {
 // GeneratedKey answers GenerateKey and ImportKey.
 type GeneratedKey struct {
 	SealedKey   []byte `cbor:"sealed_key"`
-	PubKey      []byte `cbor:"pub_key"`     // empty for a sealed anchor
-	Attestation []byte `cbor:"attestation"` // NSM document binding PubKey; empty if none
+	PubKey      []byte `cbor:"pub_key"`            // empty for a sealed anchor
+	Attestation []byte `cbor:"attestation"`        // NSM document binding PubKey; empty if none
+	KeyType     string `cbor:"key_type,omitempty"` // PubKey's; "": ed25519
+}
+
+// Key is the sealed key's public key with its type.
+func (g *GeneratedKey) Key() signer.PubKey {
+	return signer.PubKey{Type: keyType(g.KeyType), Bytes: g.PubKey}
 }
 
 // Ack is the empty success answer.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/golden"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden and the FuzzRead seed corpus")
@@ -83,6 +84,12 @@ func samples() []struct {
 			Username: "tmkms-signer", Password: SecretBytes("correct horse"), Prefix: "/tmkms-nitro/", Nonce: seq(16, 0x70)}},
 		{"import-key", 4, &ImportKey{Region: "ap-southeast-1", KMSKeyID: "alias/tmkms", Credentials: creds, Purpose: PurposeIdentity, Seed: seq(32, 0)}},
 		{"generated-key", 3, &GeneratedKey{SealedKey: seq(48, 0x10), PubKey: seq(32, 0xa0), Attestation: seq(40, 0x80)}},
+		{"generate-key-secp256k1", 3, &GenerateKey{Region: "ap-southeast-1", KMSKeyID: "alias/tmkms", Credentials: creds, Purpose: PurposeConsensus,
+			KeyType: signer.KeyTypeSecp256k1, Binding: Binding{ChainIDs: []string{"laozi-mainnet"}}}},
+		{"import-key-secp256k1", 4, &ImportKey{Region: "ap-southeast-1", KMSKeyID: "alias/tmkms", Credentials: creds, Purpose: PurposeConsensus,
+			KeyType: signer.KeyTypeSecp256k1, Seed: seq(32, 1)}},
+		{"generated-key-secp256k1", 3, &GeneratedKey{SealedKey: seq(48, 0x10), PubKey: secp256k1G, Attestation: seq(40, 0x80), KeyType: signer.KeyTypeSecp256k1}},
+		{"configured-secp256k1", 1, &Configured{ConsensusPubKey: secp256k1G, IdentityPubKey: seq(32, 0xc0), ConsensusKeyType: signer.KeyTypeSecp256k1}},
 		{"ack", 5, &Ack{}},
 		{"state-snapshot", 0, &StateSnapshot{Record: seq(64, 0x20), Height: 1234567, Round: 2, Step: 3}},
 		{"state-snapshot-missing", 0, &StateSnapshot{Missing: true}},
@@ -100,6 +107,9 @@ func samples() []struct {
 		{"error", 1, &Error{Code: CodeKMSAccessDenied, Message: "kms: Decrypt denied by key policy (check PCR0 and PCR4)"}},
 	}
 }
+
+// secp256k1G is the compressed secp256k1 generator, a valid public key.
+var secp256k1G, _ = hex.DecodeString("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
 
 // goldenHex formats a frame as its header on one line and the payload in
 // 32-byte lines.

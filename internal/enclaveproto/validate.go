@@ -1,6 +1,10 @@
 package enclaveproto
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
+)
 
 func (c *Configure) validate() error {
 	switch {
@@ -56,8 +60,8 @@ func (a *SealAnchor) validate() error {
 }
 
 func (c *Configured) validate() error {
-	if len(c.ConsensusPubKey) != PubKeySize {
-		return invalid("consensus_pub_key is %d bytes, want %d", len(c.ConsensusPubKey), PubKeySize)
+	if _, err := signer.NewPubKey(keyType(c.ConsensusKeyType), c.ConsensusPubKey); err != nil {
+		return invalid("consensus_pub_key: %v", err)
 	}
 	if n := len(c.IdentityPubKey); n != 0 && n != PubKeySize {
 		return invalid("identity_pub_key is %d bytes, want 0 or %d", n, PubKeySize)
@@ -66,7 +70,7 @@ func (c *Configured) validate() error {
 }
 
 func (g *GenerateKey) validate() error {
-	if err := checkPurpose(g.Purpose); err != nil {
+	if err := checkPurpose(g.Purpose, g.Key()); err != nil {
 		return err
 	}
 	if err := g.Binding.validate(); err != nil {
@@ -79,7 +83,7 @@ func (i *ImportKey) validate() error {
 	if len(i.Seed) != SeedSize {
 		return invalid("seed is %d bytes, want %d", len(i.Seed), SeedSize)
 	}
-	if err := checkPurpose(i.Purpose); err != nil {
+	if err := checkPurpose(i.Purpose, i.Key()); err != nil {
 		return err
 	}
 	if err := i.Binding.validate(); err != nil {
@@ -88,9 +92,16 @@ func (i *ImportKey) validate() error {
 	return i.Credentials.validate()
 }
 
-func checkPurpose(p string) error {
-	if p != PurposeConsensus && p != PurposeIdentity {
+// checkPurpose checks a key's purpose and type: a SecretConnection
+// identity is always ed25519.
+func checkPurpose(p, keyType string) error {
+	switch {
+	case p != PurposeConsensus && p != PurposeIdentity:
 		return invalid("purpose %q is neither %q nor %q", p, PurposeConsensus, PurposeIdentity)
+	case signer.CheckKeyType(keyType) != nil:
+		return invalid("%v", signer.CheckKeyType(keyType))
+	case p == PurposeIdentity && keyType != signer.KeyTypeEd25519:
+		return invalid("an identity key is ed25519, not %s", keyType)
 	}
 	return nil
 }
@@ -99,8 +110,11 @@ func (g *GeneratedKey) validate() error {
 	if len(g.SealedKey) == 0 {
 		return invalid("sealed_key is empty")
 	}
-	if n := len(g.PubKey); n != 0 && n != PubKeySize {
-		return invalid("pub_key is %d bytes, want 0 (an anchor) or %d", n, PubKeySize)
+	if len(g.PubKey) == 0 { // an anchor
+		return nil
+	}
+	if _, err := signer.NewPubKey(g.Key().Type, g.PubKey); err != nil {
+		return invalid("pub_key: %v", err)
 	}
 	return nil
 }

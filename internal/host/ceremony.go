@@ -72,6 +72,7 @@ type Ceremony struct {
 	Nonce    []byte       // the operator's; nil: a random one
 	Anchor   *AnchorFiles // nil: no anchor
 	Import   []byte       // the consensus seed to import; nil: KMS generates it
+	KeyType  string       // the consensus key's type (signer.KeyTypes); "": ed25519
 	Force    bool         // replace existing sealed files
 }
 
@@ -118,9 +119,10 @@ func (c *Ceremony) Run(ctx context.Context, p Paths) (*Sealed, error) {
 		}
 		out.Fingerprint, bind.Anchor = sk.Anchor, sk.Anchor
 	}
-	var consensus enclaveproto.Message = &enclaveproto.GenerateKey{Region: c.Region, KMSKeyID: c.KMSKeyID, Credentials: c.Creds, Purpose: enclaveproto.PurposeConsensus, Binding: bind}
+	gen := &enclaveproto.GenerateKey{Region: c.Region, KMSKeyID: c.KMSKeyID, Credentials: c.Creds, Purpose: enclaveproto.PurposeConsensus, KeyType: c.KeyType, Binding: bind}
+	var consensus enclaveproto.Message = gen
 	if c.Import != nil {
-		consensus = &enclaveproto.ImportKey{Region: c.Region, KMSKeyID: c.KMSKeyID, Credentials: c.Creds, Purpose: enclaveproto.PurposeConsensus, Seed: c.Import, Binding: bind}
+		consensus = &enclaveproto.ImportKey{Region: c.Region, KMSKeyID: c.KMSKeyID, Credentials: c.Creds, Purpose: enclaveproto.PurposeConsensus, KeyType: c.KeyType, Seed: c.Import, Binding: bind}
 	}
 	var err error
 	if out.Consensus, err = c.seal(ctx, "consensus key", consensus, p.Consensus); err != nil {
@@ -129,6 +131,11 @@ func (c *Ceremony) Run(ctx context.Context, p Paths) (*Sealed, error) {
 	sk, err := sealedkey.Parse(out.Consensus.SealedKey)
 	if err != nil {
 		return nil, err
+	}
+	// An enclave that predates key types seals ed25519 whatever was asked:
+	// caught here, before anyone registers the key.
+	if want := gen.Key(); sk.KeyType != want || out.Consensus.Key().Type != want {
+		return nil, fmt.Errorf("asked the enclave for a %s key, it sealed a %s key (is the enclave older than this helper?)", want, sk.KeyType)
 	}
 	out.KMSKeyARN = sk.KMSKeyID
 	identity := &enclaveproto.GenerateKey{Region: c.Region, KMSKeyID: c.KMSKeyID, Credentials: c.Creds, Purpose: enclaveproto.PurposeIdentity,

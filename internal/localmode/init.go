@@ -32,6 +32,7 @@ type InitOptions struct {
 	Address  string   // the validator's priv_validator_laddr; default unix://<home>/privval.sock
 	Force    bool     // replace existing keys
 	Nonce    []byte   // echoed in the attestation documents; nil: a random one
+	KeyType  string   // the consensus key's type (signer.KeyTypes); "": ed25519
 	// Anchor, when set, is sealed first, the consensus key is bound to
 	// it, and tmkms.toml gets an [ha] table naming the sealed anchor.
 	Anchor   *host.AnchorFiles
@@ -178,7 +179,7 @@ func sealKeys(ctx context.Context, home string, cfg *config.Config, k *KMS, o In
 	cer := &host.Ceremony{
 		Dial:   func(ctx context.Context) (net.Conn, error) { return DialConfig(ctx, home) },
 		Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Creds: host.ProtoCredentials(k.Credentials().AWS()),
-		ChainIDs: o.ChainIDs, Nonce: o.Nonce, Anchor: o.Anchor, Force: o.Force,
+		ChainIDs: o.ChainIDs, Nonce: o.Nonce, Anchor: o.Anchor, Force: o.Force, KeyType: o.KeyType,
 	}
 	paths := host.Paths{Consensus: cfg.SealedConsensusKeyPath, Identity: cfg.SealedIDKeyPath}
 	if cfg.HA.Anchored() {
@@ -196,7 +197,7 @@ func sealKeys(ctx context.Context, home string, cfg *config.Config, k *KMS, o In
 		return nil, err
 	}
 	st.Close()
-	if err := atomicfile.WriteFile(filepath.Join(home, "pubkey.json"), []byte(pubkey.JSON(sealed.Consensus.PubKey)+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(home, "pubkey.json"), []byte(pubkey.JSON(sealed.Consensus.Key())+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	return &InitResult{Sealed: sealed, ConfigPath: filepath.Join(home, "tmkms.toml")}, nil

@@ -26,13 +26,13 @@ const chain = "test-chain"
 
 type harness struct {
 	client *cmtprivval.SignerClient
-	key    *signer.Ed25519
+	key    signer.Key
 	*e2e.Signer
 }
 
 // newHarness runs our signer against CometBFT's own node-side privval code
 // (SignerListenerEndpoint + SignerClient) over the given network.
-func newHarness(t *testing.T, network string, d privval.Dialect) *harness {
+func newHarness(t *testing.T, network string, d privval.Dialect, keyType string) *harness {
 	t.Helper()
 	var ln net.Listener
 	var addr string
@@ -61,7 +61,7 @@ func newHarness(t *testing.T, network string, d privval.Dialect) *harness {
 	// Closing the client only drops its connection; stopping the
 	// endpoint ends its accept and ping loops too.
 	t.Cleanup(func() { endpoint.Stop() })
-	key, err := signer.GenerateEd25519()
+	key, err := signer.GenerateKey(keyType)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,16 +97,32 @@ func remoteCode(t *testing.T, err error) int {
 	return rse.Code
 }
 
+// forEachKeyType runs f for each key type the signer supports.
+func forEachKeyType(t *testing.T, f func(t *testing.T, keyType string)) {
+	for _, kt := range signer.KeyTypes() {
+		t.Run(kt, func(t *testing.T) { f(t, kt) })
+	}
+}
+
 func TestSignerAgainstCometBFTClient(t *testing.T) {
-	for _, network := range []string{"unix", "tcp"} {
-		t.Run(network, func(t *testing.T) {
-			h := newHarness(t, network, privval.Auto)
+	forEachKeyType(t, testSignerAgainstCometBFTClient)
+}
+
+func testSignerAgainstCometBFTClient(t *testing.T, keyType string) {
+	for _, tc := range []struct {
+		network string
+		dialect privval.Dialect
+	}{{"unix", privval.Auto}, {"tcp", privval.Auto}, {"unix", privval.V1}} {
+		t.Run(tc.network+"/"+tc.dialect.String(), func(t *testing.T) {
+			h := newHarness(t, tc.network, tc.dialect, keyType)
 			pk, err := h.client.GetPubKey()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(pk.Bytes(), h.key.PubKey().Bytes) {
-				t.Fatalf("pubkey %X, want %X", pk.Bytes(), h.key.PubKey().Bytes)
+			// CometBFT v1 builds the key from pub_key_type and
+			// pub_key_bytes: the type must be its name for the key.
+			if pk.Type() != keyType || !bytes.Equal(pk.Bytes(), h.key.PubKey().Bytes) {
+				t.Fatalf("pubkey %s %X, want %s %X", pk.Type(), pk.Bytes(), keyType, h.key.PubKey().Bytes)
 			}
 
 			p := &cmtproto.Proposal{Type: types.ProposalType, Height: 1, PolRound: -1, BlockID: blockID(1), Timestamp: t0}
@@ -157,7 +173,11 @@ func TestSignerAgainstCometBFTClient(t *testing.T) {
 }
 
 func TestDoubleSignRefusedOnLiveConnection(t *testing.T) {
-	h := newHarness(t, "unix", privval.Auto)
+	forEachKeyType(t, testDoubleSignRefusedOnLiveConnection)
+}
+
+func testDoubleSignRefusedOnLiveConnection(t *testing.T, keyType string) {
+	h := newHarness(t, "unix", privval.Auto, keyType)
 	v := newVote(types.PrevoteType, 10, 0, 1, t0)
 	if err := h.client.SignVote(chain, v, true); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 // Package sealedkey is the on-disk form of a key sealed by AWS KMS
-// (secrets/secret.key, secrets/id.key): the KMS ciphertext of the 32-byte
-// ed25519 seed plus what the enclave needs to check what it unseals.
+// (secrets/secret.key, secrets/id.key): the KMS ciphertext of the key's
+// 32-byte seed (an ed25519 seed or a secp256k1 secret) plus what the
+// enclave needs to check what it unseals: the key type and public key.
 //
 // The public key is bound into the KMS encryption context, so KMS refuses
 // to decrypt a ciphertext presented with another file's public key, and the
@@ -21,6 +22,13 @@
 // encrypted in the enclave under a KMS data key (AES-256-GCM, the
 // fingerprint as additional data).
 //
+// The key type is bound like the public key: the enclave makes the key of
+// the recorded type from the seed and refuses it unless its public key is
+// the recorded one, which another type's key never is; and a key of any
+// type but ed25519 (whose files predate the field) carries its type in the
+// encryption context too, so KMS refuses a file whose type was changed.
+// A file without key_type is ed25519.
+//
 // A tmkms-light secret.key (the raw KMS ciphertext, no encryption context)
 // is read too, so validators migrating keep their key.
 package sealedkey
@@ -33,6 +41,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 )
 
 // Purposes.
@@ -55,6 +65,7 @@ const (
 	ContextOrigin    = "tmkms-nitro:origin"
 	ContextChainIDs  = "tmkms-nitro:chain-ids"
 	ContextAnchor    = "tmkms-nitro:anchor"
+	ContextKeyType   = "tmkms-nitro:key-type" // absent for ed25519
 )
 
 // MaxFileSize bounds a sealed key file; KMS ciphertexts of a 32-byte seed
@@ -106,8 +117,14 @@ func (k *Key) EncryptionContext() map[string]string {
 	if k.Origin == Imported {
 		c[ContextPublicKey] = fmt.Sprintf("%x", k.PublicKey)
 	}
+	if k.KeyType != signer.KeyTypeEd25519 && k.Purpose != Anchor {
+		c[ContextKeyType] = k.KeyType
+	}
 	return c
 }
+
+// PubKey is the recorded public key, of the recorded type.
+func (k *Key) PubKey() signer.PubKey { return signer.PubKey{Type: k.KeyType, Bytes: k.PublicKey} }
 
 // AllowsChain reports whether the key may sign for chainID: a key bound to
 // no chains (sealed before chains were bound) allows any.
@@ -143,7 +160,7 @@ func Parse(data []byte) (*Key, error) {
 		if utf8.Valid(data) {
 			return nil, fmt.Errorf("%w: neither JSON nor a KMS ciphertext", ErrMalformed)
 		}
-		return &Key{Ciphertext: bytes.Clone(data), Purpose: Consensus, KeyType: "ed25519"}, nil
+		return &Key{Ciphertext: bytes.Clone(data), Purpose: Consensus, KeyType: signer.KeyTypeEd25519}, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -153,6 +170,9 @@ func Parse(data []byte) (*Key, error) {
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: trailing data", ErrMalformed)
+	}
+	if k.KeyType == "" && k.Purpose != Anchor {
+		k.KeyType = signer.KeyTypeEd25519
 	}
 	if err := k.validate(); err != nil {
 		return nil, err
@@ -176,13 +196,16 @@ func (k *Key) validate() error {
 	default:
 		return fmt.Errorf("%w: unsupported version %d", ErrMalformed, k.Version)
 	}
+	if _, err := signer.NewPubKey(k.KeyType, k.PublicKey); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
 	switch {
 	case k.Purpose != Consensus && k.Purpose != Identity:
 		return fmt.Errorf("%w: unknown purpose %q", ErrMalformed, k.Purpose)
-	case k.KeyType != "ed25519":
-		return fmt.Errorf("%w: unsupported key type %q", ErrMalformed, k.KeyType)
-	case len(k.PublicKey) != 32:
-		return fmt.Errorf("%w: public key is %d bytes, want 32", ErrMalformed, len(k.PublicKey))
+	case k.KeyType != signer.KeyTypeEd25519 && (k.Version == 1 || k.Purpose == Identity):
+		// SecretConnection identities are ed25519, and version 1 files
+		// predate other types.
+		return fmt.Errorf("%w: a version %d %s key is ed25519, not %s", ErrMalformed, k.Version, k.Purpose, k.KeyType)
 	case k.KMSKeyID == "":
 		return fmt.Errorf("%w: kms_key_id missing", ErrMalformed)
 	case len(k.Ciphertext) == 0 || len(k.Ciphertext) > 6144:

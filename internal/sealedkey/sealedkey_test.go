@@ -6,6 +6,8 @@ import (
 	"maps"
 	"strings"
 	"testing"
+
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 )
 
 func sample() *Key {
@@ -144,6 +146,83 @@ func TestMalformedV2(t *testing.T) {
 		"anchor without data":      func(k *Key) { k.Sealed = nil },
 	} {
 		k := anchorFile()
+		edit(k)
+		if _, err := Marshal(k); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func sampleSecp256k1(t *testing.T) *Key {
+	t.Helper()
+	key, err := signer.NewKey(signer.KeyTypeSecp256k1, bytes.Repeat([]byte{5}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := sampleV2()
+	k.KeyType, k.PublicKey = signer.KeyTypeSecp256k1, key.PubKey().Bytes
+	return k
+}
+
+// A secp256k1 key's type is bound by KMS: editing it in the file changes
+// the context, whichever the origin.
+func TestKeyTypeBound(t *testing.T) {
+	b, err := Marshal(sampleSecp256k1(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.KeyType != signer.KeyTypeSecp256k1 || k.PubKey().Type != signer.KeyTypeSecp256k1 || len(k.PublicKey) != 33 {
+		t.Fatalf("round trip: %+v", k)
+	}
+	for _, origin := range []string{Generated, Imported} {
+		k.Origin = origin
+		c := k.EncryptionContext()
+		if c[ContextKeyType] != signer.KeyTypeSecp256k1 {
+			t.Fatalf("%s: context %v does not bind the key type", origin, c)
+		}
+		ed := *k
+		ed.KeyType = signer.KeyTypeEd25519
+		if maps.Equal(ed.EncryptionContext(), c) {
+			t.Fatalf("%s: the type changed and the context did not", origin)
+		}
+	}
+	// ed25519 contexts are those of files sealed before key types were
+	// bound, which must keep decrypting.
+	if _, ok := sampleV2().EncryptionContext()[ContextKeyType]; ok {
+		t.Fatal("an ed25519 context names its type")
+	}
+}
+
+// Files written before secp256k1 (key_type always "ed25519") and files
+// without key_type both load as ed25519.
+func TestKeyTypeDefault(t *testing.T) {
+	b, _ := Marshal(sampleV2())
+	without := strings.Replace(string(b), `"key_type": "ed25519",`, "", 1)
+	if without == string(b) {
+		t.Fatal("key_type not found in the file")
+	}
+	for _, in := range []string{string(b), without} {
+		k, err := Parse([]byte(in))
+		if err != nil || k.KeyType != signer.KeyTypeEd25519 {
+			t.Fatalf("%v %+v", err, k)
+		}
+	}
+}
+
+func TestMalformedKeyType(t *testing.T) {
+	for name, edit := range map[string]func(*Key){
+		"unknown type":             func(k *Key) { k.KeyType = "sr25519" },
+		"secp256k1 of 32 bytes":    func(k *Key) { k.PublicKey = k.PublicKey[1:] },
+		"ed25519 with a secp key":  func(k *Key) { k.KeyType = signer.KeyTypeEd25519 },
+		"secp256k1 identity key":   func(k *Key) { k.Purpose = Identity },
+		"secp256k1 in version one": func(k *Key) { k.Version, k.Origin, k.ChainIDs, k.Anchor = 1, "", nil, "" },
+		"no type":                  func(k *Key) { k.KeyType = "" },
+	} {
+		k := sampleSecp256k1(t)
 		edit(k)
 		if _, err := Marshal(k); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)

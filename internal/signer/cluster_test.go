@@ -25,14 +25,9 @@ type instances struct {
 	a, b  *Signer
 }
 
-func newInstances(t *testing.T) *instances {
+func newInstances(t *testing.T, key Sealable) *instances {
 	t.Helper()
-	seed := bytes.Repeat([]byte{3}, 32)
-	key, err := NewEd25519(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hk, err := ha.DeriveKey(seed, clusterChain)
+	hk, err := ha.DeriveKey(key.Seed(), clusterChain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +77,9 @@ func TestCommitBeforeSigning(t *testing.T) {
 		run  func(t *testing.T, in *instances)
 	}{
 		{"the winner's message gets the winner's signature", func(t *testing.T, in *instances) {
+			// The cluster stores no signature: b signs a's message itself,
+			// and only deterministic signing (RFC 6979 for secp256k1)
+			// makes the two signatures one.
 			sig := mustSign(t, in.a, vote(1))
 			out := mustSign(t, in.b, later(vote(1)))
 			if !bytes.Equal(out.Signature, sig.Signature) || !out.Reused || !out.Timestamp.Equal(sig.Timestamp) {
@@ -149,9 +147,11 @@ func TestCommitBeforeSigning(t *testing.T) {
 			mustSign(t, in.b, later(vote(1)))
 		}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.run(t, newInstances(t)) })
-	}
+	forEachKeyType(t, 3, func(t *testing.T, key Sealable) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) { tt.run(t, newInstances(t, key)) })
+		}
+	})
 }
 
 // belowCluster answers every commit with a decision it holds below the
@@ -166,10 +166,10 @@ func (c belowCluster) Commit(context.Context, signstate.State) (signstate.State,
 // replaced the guard, a payload conflicting with what this signer signed
 // at that position would be answered as a repeat, with a fresh signature.
 func TestClusterAnswerBelowRequest(t *testing.T) {
-	key, err := NewEd25519(bytes.Repeat([]byte{3}, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
+	forEachKeyType(t, 3, testClusterAnswerBelowRequest)
+}
+
+func testClusterAnswerBelowRequest(t *testing.T, key Sealable) {
 	cluster := &belowCluster{}
 	s := New(key, clusterChain, signstate.State{}, &memStore{}, Options{Cluster: cluster})
 	// The cluster agrees with the first prevote (it returns the request).

@@ -2,7 +2,6 @@ package signer
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
@@ -21,31 +20,31 @@ type Key interface {
 	Sign(msg []byte) ([]byte, error)
 }
 
-// KeyTypeEd25519 is the type name CometBFT gives ed25519 keys, in the
-// privval protocol and in genesis files.
-const KeyTypeEd25519 = "ed25519"
-
-// PubKey is a consensus public key as the privval protocol carries it.
+// PubKey is a consensus public key as the privval protocol carries it:
+// Type is one of KeyTypes (CometBFT's name for it), Bytes its encoding
+// (32 bytes for ed25519, the 33-byte compressed point for secp256k1).
 type PubKey struct {
 	Type  string
 	Bytes []byte
 }
 
-// Address is the key's validator address in CometBFT: the first 20 bytes of
-// the SHA-256 of an ed25519 key.
+// Address is the key's validator address in CometBFT (20 bytes); nil for
+// a type this package does not know.
 func (p PubKey) Address() []byte {
-	sum := sha256.Sum256(p.Bytes)
-	return sum[:20]
+	t, ok := keyTypes[p.Type]
+	if !ok {
+		return nil
+	}
+	return t.address(p.Bytes)
 }
 
 // Proto encodes the key as the pre-v1.0 privval dialects carry it.
 func (p PubKey) Proto() (cryptov1.PublicKey, error) {
-	switch p.Type {
-	case KeyTypeEd25519:
-		return cryptov1.PublicKey{Sum: &cryptov1.PublicKey_Ed25519{Ed25519: p.Bytes}}, nil
-	default:
+	t, ok := keyTypes[p.Type]
+	if !ok {
 		return cryptov1.PublicKey{}, fmt.Errorf("signer: no protobuf encoding for %q keys", p.Type)
 	}
+	return t.proto(p.Bytes), nil
 }
 
 // Ed25519 is an ed25519 consensus key held in memory.

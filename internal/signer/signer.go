@@ -266,8 +266,8 @@ func (s *Signer) reuseLocked(ctx context.Context, req signstate.Request, verdict
 // commitLocked commits req as the cluster's decision before it is signed.
 // It reports done when the request has been answered here: the cluster
 // was unavailable (fail closed), or another instance won the position and
-// req is either the same message (answered with the same signature, which
-// ed25519 makes identical) or is refused.
+// req is either the same message (answered with the same signature: both
+// key types sign deterministically, secp256k1 by RFC 6979) or is refused.
 func (s *Signer) commitLocked(ctx context.Context, req signstate.Request, ts time.Time) (Signed, bool, error) {
 	won, instance, err := s.cluster.Commit(ctx, req.State(nil))
 	if err != nil {
