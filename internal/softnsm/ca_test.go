@@ -190,6 +190,13 @@ func TestSecretsAreNotPrinted(t *testing.T) {
 
 func leafOf(t *testing.T, soft *softnsm.Software) *x509.Certificate {
 	t.Helper()
+	return emptyDocument(t, soft).Certificate
+}
+
+// emptyDocument is soft's document for a request without fields, verified
+// against soft's own root.
+func emptyDocument(t *testing.T, soft *softnsm.Software) *attestation.Document {
+	t.Helper()
 	raw, err := soft.Attest(t.Context(), nsm.AttestRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +205,7 @@ func leafOf(t *testing.T, soft *softnsm.Software) *x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return doc.Certificate
+	return doc
 }
 
 func writeFile(t *testing.T, path string, data []byte, perm os.FileMode) {
