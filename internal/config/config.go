@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/transport"
@@ -41,6 +42,19 @@ const (
 	defaultIDKeyPath        = "secrets/id.key"
 	defaultStatePath        = "state/priv_validator_state.json"
 )
+
+// MaxValidators bounds the [[validator]] tables: the enclave serves at
+// most this many chains (enclaveproto.MaxChains).
+const MaxValidators = 16
+
+// The host ports of the i-th [[validator]] table (from 0) that sets none:
+// each chain's channels get their own ports, tmkms-light's for the first.
+// The strides leave room for MaxAddresses nodes and MaxHAEndpoints relays.
+func DefaultStatePort(i int) uint32 { return enclaveproto.DefaultStatePort + uint32(i) }
+func DefaultValidatorPort(i int) uint32 {
+	return enclaveproto.DefaultValidatorPort + 10*uint32(i)
+}
+func DefaultAnchorPort(i int) uint32 { return enclaveproto.DefaultAnchorPort + 20*uint32(i) }
 
 // [ha] defaults and bounds.
 const (
@@ -119,6 +133,25 @@ type Config struct {
 	// signing decision to one etcd cluster before releasing a signature.
 	// nil: no [ha] table, a single instance.
 	HA *HA
+	// [[validator]] (ours): several chains served by one helper and one
+	// enclave, each table one chain's address, chain_id, max_height,
+	// sealed_consensus_key_path, state_file_path, allow_missing_state,
+	// enclave_state_port, enclave_tendermint_conn, protocol_version,
+	// max_message_size and [validator.ha]. Each element is that chain's
+	// complete configuration: the file's shared keys and its own. With
+	// [[validator]] tables, the keys above that belong to a chain are not
+	// set at the top level and stay empty here. nil for a single-chain
+	// file (tmkms-light's), whose top level is its one validator.
+	Validators []*Config
+}
+
+// Chains returns one complete single-chain configuration per chain the
+// file serves: its [[validator]] tables, or the file itself.
+func (c *Config) Chains() []*Config {
+	if len(c.Validators) > 0 {
+		return c.Validators
+	}
+	return []*Config{c}
 }
 
 // HA is the [ha] table.
@@ -255,6 +288,9 @@ func (c *Config) resolvePaths(dir string) {
 	if dir == "" {
 		return
 	}
+	for _, v := range c.Validators {
+		v.resolvePaths(dir)
+	}
 	paths := []*string{&c.SealedConsensusKeyPath, &c.SealedIDKeyPath, &c.StateFilePath}
 	if c.HA != nil {
 		paths = append(paths, &c.HA.CAFile, &c.HA.CertFile, &c.HA.KeyFile, &c.HA.SealedAnchorPath)
@@ -272,12 +308,64 @@ func (h *HA) Anchored() bool { return h != nil && h.SealedAnchorPath != "" }
 // NeedsIdentity reports whether an address's transport runs
 // SecretConnection, which takes the sealed identity key.
 func (c *Config) NeedsIdentity() bool {
-	for _, s := range c.Addresses {
-		if a, err := transport.ParseValidator(s); err == nil && a.Scheme.Secret() {
-			return true
+	for _, ch := range c.Chains() {
+		for _, s := range ch.Addresses {
+			if a, err := transport.ParseValidator(s); err == nil && a.Scheme.Secret() {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// Chain is one chain of ForChains.
+type Chain struct {
+	ID        string
+	Addresses []string // nil: the configuration's
+	Key       string   // the sealed consensus key's path; "": the configuration's
+}
+
+// ForChains returns c, a single-chain configuration, as one that serves
+// chains: a [[validator]] table per chain with c's chain settings, the
+// default ports of its position, a state file of its own named after the
+// chain next to c's, and the chain's addresses and key where it names
+// them.
+func ForChains(c *Config, chains []Chain) *Config {
+	shared := *c
+	shared.Addresses, shared.ChainID, shared.SealedConsensusKeyPath, shared.StateFilePath = nil, "", "", ""
+	shared.EnclaveStatePort, shared.EnclaveTendermintConn, shared.ProtocolVersion, shared.MaxMessageSize = 0, 0, "", 0
+	shared.HA, shared.MaxHeight, shared.AllowMissingState = nil, 0, false
+	shared.Validators = nil
+	for i, ch := range chains {
+		v := *c
+		v.ChainID = ch.ID
+		v.StateFilePath = filepath.Join(filepath.Dir(c.StateFilePath), FileName(ch.ID)+"_state.json")
+		if ch.Key != "" {
+			v.SealedConsensusKeyPath = ch.Key
+		}
+		if ch.Addresses != nil {
+			v.Addresses = ch.Addresses
+		}
+		v.EnclaveStatePort, v.EnclaveTendermintConn = DefaultStatePort(i), DefaultValidatorPort(i)
+		if v.HA.Anchored() {
+			h := *v.HA
+			h.AnchorPort = DefaultAnchorPort(i)
+			v.HA = &h
+		}
+		shared.Validators = append(shared.Validators, &v)
+	}
+	return &shared
+}
+
+// FileName is chainID made safe as a file name: characters other than
+// A-Z a-z 0-9 . _ - become _.
+func FileName(chainID string) string {
+	return strings.Map(func(r rune) rune {
+		if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '_' || r == '-' {
+			return r
+		}
+		return '_'
+	}, chainID)
 }
 
 // Default returns the configuration init writes: tmkms-light's defaults

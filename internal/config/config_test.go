@@ -156,7 +156,7 @@ func TestValidation(t *testing.T) {
 		{"enclave_config_cid = 4294967295", "enclave_config_cid"},
 		{"enclave_config_port = 0", "enclave_config_port"},
 		{"enclave_state_port = 70000", "enclave_state_port"},
-		{"enclave_log_port = 5555", "enclave_log_port"},
+		{"enclave_log_port = 5555", "enclave_state_port"},
 		{"enclave_config_port = 5051", "enclave_config_port"},
 		{"enclave_state_port = 8000", "enclave_state_port"},
 		{"aws_region = ' '", "aws_region"},

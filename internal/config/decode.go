@@ -40,6 +40,37 @@ type file struct {
 	LogFormat              string           `toml:"log_format"`
 	AllowMissingState      bool             `toml:"allow_missing_state"`
 	HA                     *fileHA          `toml:"ha"`
+	Validator              []fileValidator  `toml:"validator"`
+}
+
+// fileValidator is one [[validator]] table: the settings of one chain in a
+// file that serves several. Optional keys are pointers, so that an absent
+// one takes the default for the table's position.
+type fileValidator struct {
+	Address                any     `toml:"address" want:"a string, or a list of strings"`
+	ChainID                string  `toml:"chain_id"`
+	MaxHeight              any     `toml:"max_height" want:"a positive integer, or a string holding one"`
+	SealedConsensusKeyPath string  `toml:"sealed_consensus_key_path"`
+	StateFilePath          string  `toml:"state_file_path"`
+	EnclaveStatePort       *uint32 `toml:"enclave_state_port"`
+	EnclaveTendermintConn  *uint32 `toml:"enclave_tendermint_conn"`
+	ProtocolVersion        *string `toml:"protocol_version"`
+	MaxMessageSize         *int    `toml:"max_message_size"`
+	AllowMissingState      bool    `toml:"allow_missing_state"`
+	HA                     *fileHA `toml:"ha"`
+}
+
+// chainKeys are the keys a [[validator]] table holds: in a file with
+// [[validator]] tables they may not appear at the top level, where they
+// would be ambiguous.
+var chainKeys = tomlNames(reflect.TypeFor[fileValidator]())
+
+func tomlNames(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		out = append(out, t.Field(i).Tag.Get("toml"))
+	}
+	return out
 }
 
 type fileCredentials struct {
@@ -83,9 +114,14 @@ func keysOf(t reflect.Type, prefix string) []key {
 		if ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
 		}
-		if ft.Kind() == reflect.Struct {
+		switch {
+		case ft.Kind() == reflect.Struct:
 			out = append(out, key{name, "a table"})
 			out = append(out, keysOf(ft, name+".")...)
+			continue
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+			out = append(out, key{name, "a list of tables ([[" + name + "]])"})
+			out = append(out, keysOf(ft.Elem(), name+".")...)
 			continue
 		}
 		want := f.Tag.Get("want")
@@ -116,10 +152,11 @@ func keyType(name string) (want string, ok bool) {
 	return "", false
 }
 
-// isTable reports whether name is a table of tmkms.toml.
+// isTable reports whether name is a table, or a list of tables, of
+// tmkms.toml.
 func isTable(name string) bool {
 	want, _ := keyType(name)
-	return want == "a table"
+	return want == "a table" || strings.HasPrefix(want, "a list of tables")
 }
 
 // decode parses data into a Config with defaults for absent keys.
@@ -142,11 +179,14 @@ func decode(data []byte) (*Config, error) {
 	if err := d.Decode(&f); err != nil {
 		return nil, translate(data, err)
 	}
-	h, err := maxHeight(f.MaxHeight)
+	if f.Validator != nil {
+		return f.validators(data)
+	}
+	h, err := maxHeight("max_height", f.MaxHeight)
 	if err != nil {
 		return nil, err
 	}
-	addrs, err := addresses(f.Address)
+	addrs, err := addresses("address", f.Address)
 	if err != nil {
 		return nil, err
 	}
@@ -155,8 +195,76 @@ func decode(data []byte) (*Config, error) {
 	return c, nil
 }
 
-// addresses reads address: one string, or a non-empty list of them.
-func addresses(v any) ([]string, error) {
+// validators decodes a file with [[validator]] tables: the top level holds
+// what the chains share, each table one chain's settings.
+func (f *file) validators(data []byte) (*Config, error) {
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		return nil, translate(data, err)
+	}
+	var errs []error
+	for _, k := range chainKeys {
+		if _, ok := doc[k]; ok {
+			errs = append(errs, &FieldError{Key: k, Kind: ErrInvalid,
+				Msg: "belongs in each [[validator]] table in a file that has them"})
+		}
+	}
+	shared := f.config(0)
+	shared.Addresses, shared.ChainID, shared.SealedConsensusKeyPath, shared.StateFilePath = nil, "", "", ""
+	shared.EnclaveStatePort, shared.EnclaveTendermintConn, shared.ProtocolVersion, shared.MaxMessageSize = 0, 0, "", 0
+	shared.HA = nil
+	for i := range f.Validator {
+		c, err := f.Validator[i].config(shared, i)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		shared.Validators = append(shared.Validators, c)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return shared, nil
+}
+
+// config is the i-th [[validator]] table as a complete single-chain
+// configuration: the shared settings and its own, with the defaults of
+// its position for the ports it does not set.
+func (v *fileValidator) config(shared *Config, i int) (*Config, error) {
+	prefix := fmt.Sprintf("validator[%d].", i+1)
+	h, err := maxHeight(prefix+"max_height", v.MaxHeight)
+	if err != nil {
+		return nil, err
+	}
+	addrs, err := addresses(prefix+"address", v.Address)
+	if err != nil {
+		return nil, err
+	}
+	c := *shared
+	c.Validators = nil
+	c.Addresses, c.ChainID, c.MaxHeight = addrs, v.ChainID, h
+	c.SealedConsensusKeyPath, c.StateFilePath, c.AllowMissingState = v.SealedConsensusKeyPath, v.StateFilePath, v.AllowMissingState
+	c.EnclaveStatePort = or(v.EnclaveStatePort, DefaultStatePort(i))
+	c.EnclaveTendermintConn = or(v.EnclaveTendermintConn, DefaultValidatorPort(i))
+	c.ProtocolVersion = or(v.ProtocolVersion, DefaultProtocolVersion)
+	c.MaxMessageSize = or(v.MaxMessageSize, DefaultMaxMessageSize)
+	if v.HA != nil {
+		c.HA = v.HA.config(i)
+	}
+	return &c, nil
+}
+
+// or is *p, or def when p is nil.
+func or[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// addresses reads address (named key in errors): one string, or a
+// non-empty list of them.
+func addresses(key string, v any) ([]string, error) {
 	switch a := v.(type) {
 	case nil:
 		return nil, nil
@@ -167,16 +275,16 @@ func addresses(v any) ([]string, error) {
 		for _, e := range a {
 			s, ok := e.(string)
 			if !ok {
-				return nil, &FieldError{Key: "address", Msg: "must be a string or a list of strings", Kind: ErrType}
+				return nil, &FieldError{Key: key, Msg: "must be a string or a list of strings", Kind: ErrType}
 			}
 			out = append(out, s)
 		}
 		if len(out) == 0 {
-			return nil, &FieldError{Key: "address", Msg: "the list is empty", Kind: ErrInvalid}
+			return nil, &FieldError{Key: key, Msg: "the list is empty", Kind: ErrInvalid}
 		}
 		return out, nil
 	}
-	return nil, &FieldError{Key: "address", Msg: "must be a string or a list of strings", Kind: ErrType}
+	return nil, &FieldError{Key: key, Msg: "must be a string or a list of strings", Kind: ErrType}
 }
 
 func (f *file) config(maxHeight int64) *Config {
@@ -194,15 +302,16 @@ func (f *file) config(maxHeight int64) *Config {
 		c.Credentials = &Credentials{f.Credentials.KeyID, f.Credentials.SecretKey, f.Credentials.SessionToken}
 	}
 	if f.HA != nil {
-		c.HA = f.HA.config()
+		c.HA = f.HA.config(0)
 	}
 	return c
 }
 
-// config fills in the defaults. A host name that is no valid instance
-// name is kept as is: Validate then asks for instance, naming the host
-// name, instead of decoding inventing one.
-func (f *fileHA) config() *HA {
+// config fills in the defaults, those of the i-th validator's table. A
+// host name that is no valid instance name is kept as is: Validate then
+// asks for instance, naming the host name, instead of decoding inventing
+// one.
+func (f *fileHA) config(i int) *HA {
 	h := &HA{
 		Endpoints: f.Endpoints, CAFile: f.CAFile, CertFile: f.CertFile, KeyFile: f.KeyFile,
 		KeyPrefix: DefaultHAKeyPrefix, LeaseTTL: DefaultHALeaseTTL,
@@ -212,7 +321,7 @@ func (f *fileHA) config() *HA {
 	case f.Port != nil:
 		h.AnchorPort = *f.Port
 	case f.Anchor != "":
-		h.AnchorPort = enclaveproto.DefaultAnchorPort
+		h.AnchorPort = DefaultAnchorPort(i)
 	}
 	if f.KeyPrefix != nil {
 		h.KeyPrefix = *f.KeyPrefix
@@ -228,10 +337,11 @@ func (f *fileHA) config() *HA {
 	return h
 }
 
-// maxHeight converts max_height, absent (nil) meaning no limit.
-func maxHeight(v any) (int64, error) {
+// maxHeight converts max_height (named key in errors), absent (nil)
+// meaning no limit.
+func maxHeight(key string, v any) (int64, error) {
 	bad := func(msg string) error {
-		return &FieldError{Key: "max_height", Kind: ErrInvalid, Msg: msg + " (remove the key for no limit)"}
+		return &FieldError{Key: key, Kind: ErrInvalid, Msg: msg + " (remove the key for no limit)"}
 	}
 	var h int64
 	switch v := v.(type) {
@@ -247,7 +357,7 @@ func maxHeight(v any) (int64, error) {
 		h = n
 	default:
 		want, _ := keyType("max_height")
-		return 0, &FieldError{Key: "max_height", Kind: ErrType, Msg: "want " + want}
+		return 0, &FieldError{Key: key, Kind: ErrType, Msg: "want " + want}
 	}
 	if h <= 0 {
 		return 0, bad(fmt.Sprintf("must be positive, got %d", h))
@@ -303,20 +413,33 @@ func precheck(data []byte) error {
 	}
 	var unknown []string
 	reported := 0
-	for k, v := range doc {
-		if _, ok := keyType(k); !ok {
-			unknown = append(unknown, quoteKey(k))
-			reported += reports(v, maxUnknownKeys)
-		}
-		if table, ok := v.(map[string]any); ok && isTable(k) {
-			for tk, tv := range table {
-				if _, ok := keyType(k + "." + tk); !ok {
-					unknown = append(unknown, k+"."+quoteKey(tk))
-					reported += reports(tv, maxUnknownKeys)
+	// Only known tables are entered, so the walk is at most three deep
+	// ([[validator]] then its [ha]).
+	var walk func(prefix string, table map[string]any)
+	walk = func(prefix string, table map[string]any) {
+		for k, v := range table {
+			name := prefix + k
+			if _, ok := keyType(name); !ok {
+				unknown = append(unknown, prefix+quoteKey(k))
+				reported += reports(v, maxUnknownKeys)
+				continue
+			}
+			if !isTable(name) {
+				continue
+			}
+			switch t := v.(type) {
+			case map[string]any:
+				walk(name+".", t)
+			case []any:
+				for _, e := range t {
+					if m, ok := e.(map[string]any); ok {
+						walk(name+".", m)
+					}
 				}
 			}
 		}
 	}
+	walk("", doc)
 	if reported <= maxUnknownKeys {
 		return nil
 	}

@@ -14,40 +14,82 @@ import (
 )
 
 // Validate checks every setting and returns all problems, joined. Each is
-// a *FieldError wrapping ErrInvalid and naming its key.
+// a *FieldError wrapping ErrInvalid and naming its key; a [[validator]]
+// table's keys are named validator[N].key.
 func (c *Config) Validate() error {
 	v := validator{}
+	// Nitro gives enclaves CIDs from 4 up; 0-3 are the hypervisor, the
+	// loopback, the host and the parent, and 2^32-1 is VMADDR_CID_ANY.
+	v.check("enclave_config_cid", c.EnclaveConfigCID >= 4 && c.EnclaveConfigCID < 1<<32-1,
+		"must be from 4 to 4294967294, got %d", c.EnclaveConfigCID)
+	v.path("sealed_id_key_path", c.SealedIDKeyPath, c.NeedsIdentity())
+	v.check("aws_region", strings.TrimSpace(c.AWSRegion) != "", "must not be empty")
+	v.credentials(c.Credentials)
+	v.check("kms_key_id", len(c.KMSKeyID) <= 2048 && !strings.ContainsFunc(c.KMSKeyID, unicode.IsSpace),
+		"must be a key id, key ARN, alias name or alias ARN, without spaces")
+	v.metrics(c.MetricsAddress)
+	v.check("log_format", c.LogFormat == "text" || c.LogFormat == "json", "%q is neither text nor json", c.LogFormat)
+	if len(c.Validators) > 0 {
+		// Decoding leaves these empty; a caller that set them would have
+		// them ignored.
+		v.check("chain_id", c.ChainID == "" && len(c.Addresses) == 0 && c.HA == nil && c.StateFilePath == "" && c.SealedConsensusKeyPath == "",
+			"chain settings belong in each [[validator]] table in a file that has them")
+	}
+	ports := v.sharedPorts(c)
+	v.check("validator", len(c.Validators) <= MaxValidators, "lists %d validators, one enclave serves at most %d chains", len(c.Validators), MaxValidators)
+	chains, states, addrs := map[string]string{}, map[string]string{}, map[string]string{}
+	for i, ch := range c.Chains() {
+		if len(c.Validators) > 0 {
+			v.prefix = fmt.Sprintf("validator[%d].", i+1)
+		}
+		v.chain(ch)
+		v.chainPorts(ch, ports)
+		// One chain twice would be two double-sign guards for it; one
+		// state file for two chains, one chain's record over the other's.
+		if other, dup := chains[ch.ChainID]; dup && ch.ChainID != "" {
+			v.check("chain_id", false, "%q is also %schain_id: each chain is served once", ch.ChainID, other)
+		}
+		if other, dup := states[ch.StateFilePath]; dup && ch.StateFilePath != "" {
+			v.check("state_file_path", false, "%q is also %sstate_file_path: each chain needs its own state file", ch.StateFilePath, other)
+		}
+		chains[ch.ChainID], states[ch.StateFilePath] = v.prefix, v.prefix
+		// A node runs one chain: a second chain's requests there would
+		// only be refused.
+		for _, a := range ch.Addresses {
+			if other, dup := addrs[a]; dup && other != v.prefix {
+				v.check("address", false, "%q is also %saddress: a node serves one chain", a, other)
+			}
+			addrs[a] = v.prefix
+		}
+	}
+	return errors.Join(v.errs...)
+}
+
+// chain checks one chain's own settings.
+func (v *validator) chain(c *Config) {
 	v.addresses(c.Addresses)
 	v.check("chain_id", c.ChainID != "", "must not be empty")
 	v.check("chain_id", len(c.ChainID) <= MaxChainIDLen, "is %d bytes, CometBFT allows at most %d", len(c.ChainID), MaxChainIDLen)
 	v.check("max_height", c.MaxHeight >= 0, "must not be negative")
 	v.path("sealed_consensus_key_path", c.SealedConsensusKeyPath, true)
-	v.path("sealed_id_key_path", c.SealedIDKeyPath, c.NeedsIdentity())
 	v.path("state_file_path", c.StateFilePath, true)
-	// Nitro gives enclaves CIDs from 4 up; 0-3 are the hypervisor, the
-	// loopback, the host and the parent, and 2^32-1 is VMADDR_CID_ANY.
-	v.check("enclave_config_cid", c.EnclaveConfigCID >= 4 && c.EnclaveConfigCID < 1<<32-1,
-		"must be from 4 to 4294967294, got %d", c.EnclaveConfigCID)
-	v.ports(c)
-	v.check("aws_region", strings.TrimSpace(c.AWSRegion) != "", "must not be empty")
-	v.credentials(c.Credentials)
-	v.check("kms_key_id", len(c.KMSKeyID) <= 2048 && !strings.ContainsFunc(c.KMSKeyID, unicode.IsSpace),
-		"must be a key id, key ARN, alias name or alias ARN, without spaces")
 	v.check("protocol_version", validProtocol(c.ProtocolVersion),
 		"%q is not one of auto, v0.34, v0.37, v0.38, v0.39, v0.40, v1.0", c.ProtocolVersion)
 	v.check("max_message_size", c.MaxMessageSize >= MinMaxMessageSize && c.MaxMessageSize <= MaxMaxMessageSize,
 		"must be from %d to %d bytes, got %d", MinMaxMessageSize, MaxMaxMessageSize, c.MaxMessageSize)
-	v.metrics(c.MetricsAddress)
-	v.check("log_format", c.LogFormat == "text" || c.LogFormat == "json", "%q is neither text nor json", c.LogFormat)
 	v.ha(c.HA)
-	return errors.Join(v.errs...)
 }
 
-type validator struct{ errs []error }
+// validator collects problems; prefix is put before every key it names
+// (validator[N]. while a [[validator]] table is checked).
+type validator struct {
+	errs   []error
+	prefix string
+}
 
 func (v *validator) check(key string, ok bool, format string, args ...any) {
 	if !ok {
-		v.errs = append(v.errs, &FieldError{Key: key, Kind: ErrInvalid, Msg: fmt.Sprintf(format, args...)})
+		v.errs = append(v.errs, &FieldError{Key: v.prefix + key, Kind: ErrInvalid, Msg: fmt.Sprintf(format, args...)})
 	}
 }
 
@@ -67,42 +109,59 @@ func (v *validator) path(key, p string, required bool) {
 	v.check(key, !strings.ContainsRune(p, 0), "must not contain a NUL byte")
 }
 
-// ports checks the port layout. Ports are u32 like tmkms-light's, but
-// kept to 1..65535, which every transport (vsock, and unix sockets named
-// by port in local mode) can carry. The host listens on the state and log
-// ports, on one validator port per address, on one relay port per etcd
-// endpoint with an anchor, and on the KMS proxy's, so no two of them may
-// be one port. The config port is the enclave's own, but is kept apart
-// too, so that one number names one channel.
-func (v *validator) ports(c *Config) {
+// portUse is one port the layout takes: key is the setting a collision
+// is reported against, name the port as the message shows it.
+type portUse struct {
+	key, name string
+	port      uint32
+}
+
+// sharedPorts checks the ports every chain shares and returns the layout
+// so far, for chainPorts to add each chain's to. Ports are u32 like
+// tmkms-light's, but kept to 1..65535, which every transport (vsock, and
+// unix sockets named by port in local mode) can carry. The host listens
+// on the log port, on each chain's state port, on one validator port per
+// address, on one relay port per etcd endpoint with an anchor, and on the
+// KMS proxy's, so no two of them may be one port. The config port is the
+// enclave's own, but is kept apart too, so that one number names one
+// channel.
+func (v *validator) sharedPorts(c *Config) map[uint32]portUse {
 	v.check("enclave_config_port", c.EnclaveConfigPort == enclaveproto.ConfigPort,
 		"must be %d, got %d: the enclave listens for its configuration before it has one, on the port built into its measured image", enclaveproto.ConfigPort, c.EnclaveConfigPort)
-	// key is the setting a collision is reported against, name the port
-	// as the message shows it.
-	type use struct {
-		key, name string
-		port      uint32
-	}
-	uses := []use{
+	v.check("enclave_log_port", c.EnclaveLogPort >= 1 && c.EnclaveLogPort <= 65535, "must be from 1 to 65535, got %d", c.EnclaveLogPort)
+	seen := map[uint32]portUse{enclaveproto.KMSProxyPort: {"", fmt.Sprintf("the KMS proxy's port (%d, fixed)", enclaveproto.KMSProxyPort), enclaveproto.KMSProxyPort}}
+	v.usePorts(seen, []portUse{
 		{"enclave_config_port", "enclave_config_port", c.EnclaveConfigPort},
-		{"enclave_state_port", "enclave_state_port", c.EnclaveStatePort},
 		{"enclave_log_port", "enclave_log_port", c.EnclaveLogPort},
-		{"enclave_tendermint_conn", "enclave_tendermint_conn", c.EnclaveTendermintConn},
+	})
+	return seen
+}
+
+// chainPorts checks one chain's ports against the layout seen so far.
+func (v *validator) chainPorts(c *Config, seen map[uint32]portUse) {
+	p := v.prefix
+	uses := []portUse{
+		{"enclave_state_port", p + "enclave_state_port", c.EnclaveStatePort},
+		{"enclave_tendermint_conn", p + "enclave_tendermint_conn", c.EnclaveTendermintConn},
 	}
-	for _, u := range uses[1:] { // the config port has but one valid value
+	for _, u := range uses {
 		v.check(u.key, u.port >= 1 && u.port <= 65535, "must be from 1 to 65535, got %d", u.port)
 	}
 	v.check("enclave_tendermint_conn", int(c.EnclaveTendermintConn)+len(c.Addresses) <= 65536,
 		"must leave room for one port per address below 65536, got %d", c.EnclaveTendermintConn)
 	for i := 1; i < len(c.Addresses); i++ {
-		uses = append(uses, use{"address", fmt.Sprintf("enclave_tendermint_conn+%d (address %d)", i, i+1), c.EnclaveTendermintConn + uint32(i)})
+		uses = append(uses, portUse{"address", fmt.Sprintf("%senclave_tendermint_conn+%d (address %d)", p, i, i+1), c.EnclaveTendermintConn + uint32(i)})
 	}
 	if h := c.HA; h.Anchored() {
 		for i := range h.Endpoints {
-			uses = append(uses, use{"ha.anchor_port", fmt.Sprintf("ha.anchor_port+%d (endpoint %d)", i, i+1), h.AnchorPort + uint32(i)})
+			uses = append(uses, portUse{"ha.anchor_port", fmt.Sprintf("%sha.anchor_port+%d (endpoint %d)", p, i, i+1), h.AnchorPort + uint32(i)})
 		}
 	}
-	seen := map[uint32]use{enclaveproto.KMSProxyPort: {"", fmt.Sprintf("the KMS proxy's port (%d, fixed)", enclaveproto.KMSProxyPort), enclaveproto.KMSProxyPort}}
+	v.usePorts(seen, uses)
+}
+
+// usePorts adds uses to the layout, reporting each port taken twice.
+func (v *validator) usePorts(seen map[uint32]portUse, uses []portUse) {
 	for _, u := range uses {
 		if other, dup := seen[u.port]; dup {
 			v.check(u.key, false, "port %d is both %s and %s", u.port, other.name, u.name)
