@@ -129,7 +129,7 @@ func initStack(ctx context.Context, home, addr string, o Options, anchor *host.A
 		what = "the anchor sealed in the enclave, " + what + " and bound to the anchor"
 	}
 	fmt.Fprintf(o.Progress, "  local init (%s)\n", what)
-	res, err := localmode.Init(ctx, localmode.InitOptions{Home: home, ChainIDs: []string{chainID}, Enclave: o.Enclave, Address: addr,
+	res, err := localmode.Init(ctx, localmode.InitOptions{Home: home, ChainIDs: []string{chainID}, Enclave: o.Enclave, Addresses: map[string]string{"": addr},
 		Anchor: anchor, Instance: haInstance, Log: o.Log})
 	if err != nil {
 		return "", fmt.Errorf("local init: %w", err)
@@ -146,13 +146,13 @@ func initStack(ctx context.Context, home, addr string, o Options, anchor *host.A
 func (st *stackRun) startOptions(addr string, t0 time.Time, o Options) localmode.StartOptions {
 	var once sync.Once
 	return localmode.StartOptions{
-		Home: st.home, Enclave: st.bin, Address: addr, Log: o.Log,
+		Home: st.home, Enclave: st.bin, Addresses: map[string]string{"": addr}, Log: o.Log,
 		Spawned: func(pid int) {
 			if st.pid.Swap(int64(pid)) == 0 {
 				st.enclaveStarted.Store(int64(time.Since(t0)))
 			}
 		},
-		Configured: func(*enclaveproto.Configured) {
+		Configured: func(string, *enclaveproto.Configured) {
 			once.Do(func() { st.configured.Store(int64(time.Since(t0))) })
 		},
 	}

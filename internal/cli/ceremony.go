@@ -68,12 +68,11 @@ func (f *ceremonyFlags) anchorFiles() (*host.AnchorFiles, error) {
 	return &a, nil
 }
 
-// reportSealed prints the public key's attestation, saves it next to
-// tmkms.toml, and prints the verify-attestation command that checks,
+// reportSealed prints the public key's attestation, saves it at docPath,
+// and prints the verify-attestation command that checks,
 // on a machine the operator trusts, everything the host could have lied
 // about: the KMS key, the origin, the chains, the anchor, the nonce.
-func reportSealed(env *Env, dir string, s *host.Sealed, origin string, chainIDs []string, pcr0 []byte, root string) error {
-	docPath := filepath.Join(dir, "attestation.b64")
+func reportSealed(env *Env, docPath string, s *host.Sealed, origin string, chainIDs []string, pcr0 []byte, root string) error {
 	doc := base64.StdEncoding.EncodeToString(s.Consensus.Attestation)
 	if err := atomicfile.WriteFile(docPath, []byte(doc+"\n"), 0o644); err != nil {
 		return err

@@ -60,7 +60,7 @@ func (k *keyFlags) check() error {
 	if k.region == "" || k.keyID == "" {
 		return WithHint(errors.New("-a REGION and -k KMS_KEY_ID are required"), "e.g. tmkms-nitro-helper init -a ap-southeast-1 -k <key id> -p bech32 -b crocnclconspub")
 	}
-	if len(k.chainIDs) == 0 {
+	if len(k.chainIDs) == 0 && !hasValidators(k.dir) {
 		return WithHint(errors.New("--chain-id is required: the key is bound to the chains it may sign for when it is sealed"),
 			"repeat --chain-id for each chain that shares the key, e.g. a provider chain and its consumer chains")
 	}
@@ -79,7 +79,10 @@ func runInit(ctx context.Context, env *Env, args []string) error {
 			"with --ha-endpoints, to the anchor (the etcd cluster the enclave commits every signature to), whose\n"+
 			"credentials the enclave seals first. Writes secrets/, state/, attestation.b64 and (if absent) tmkms.toml,\n"+
 			"and prints the public key, the attestation document and the verify-attestation command to run on a\n"+
-			"machine you trust before the key is registered on chain.")
+			"machine you trust before the key is registered on chain.\n\n"+
+			"When DIR/tmkms.toml has [[validator]] tables (several chains), init seals each consensus key the tables\n"+
+			"name that does not exist yet, bound to the chains whose tables name it, and keeps the keys that do:\n"+
+			"adding a chain is a new table and another init, then a restart of the helper.")
 	var k keyFlags
 	k.register(fs)
 	if err := Parse(fs, args, 0); err != nil {
@@ -181,6 +184,13 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 	if err != nil {
 		return err
 	}
+	if len(cfg.Validators) > 0 {
+		if seed != nil || k.endpoints != "" {
+			return WithHint(errors.New("import and --ha-* work on a single-chain tmkms.toml, and this one has [[validator]] tables"),
+				"seal in a directory of its own with a single-chain tmkms.toml, then name the sealed files in the [[validator]] tables")
+		}
+		return sealChains(ctx, env, k, cfg)
+	}
 	provider, err := host.CredentialsFor(ctx, cfg)
 	if err != nil {
 		return err
@@ -240,7 +250,102 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 	if seed != nil {
 		origin = sealedkey.Imported
 	}
-	return reportSealed(env, k.dir, sealed, origin, k.chainIDs, nil, "")
+	return reportSealed(env, filepath.Join(k.dir, "attestation.b64"), sealed, origin, k.chainIDs, nil, "")
+}
+
+// hasValidators reports whether DIR/tmkms.toml exists and has
+// [[validator]] tables; errors are left for initConfig to report.
+func hasValidators(dir string) bool {
+	c, err := config.Load(filepath.Join(dir, "tmkms.toml"))
+	return err == nil && len(c.Validators) > 0
+}
+
+// sealChains seals, for a tmkms.toml with [[validator]] tables, each
+// consensus key that does not exist yet, bound to the chains whose tables
+// name it, and the identity key if missing. Existing keys are kept, so a
+// chain added to the file gets its key without touching the others'.
+func sealChains(ctx context.Context, env *Env, k *keyFlags, cfg *config.Config) error {
+	if len(k.chainIDs) > 0 {
+		return WithHint(errors.New("--chain-id: the chains come from the [[validator]] tables of tmkms.toml"), "remove --chain-id")
+	}
+	provider, err := host.CredentialsFor(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	awsCreds, err := provider.Retrieve(ctx)
+	if err != nil {
+		return WithHint(fmt.Errorf("no AWS credentials: %w", err), "run on the EC2 instance with its instance role, or set [credentials] in tmkms.toml")
+	}
+	enclave := transport.Port(transport.Addr{Scheme: transport.Vsock, CID: cfg.EnclaveConfigCID}, cfg.EnclaveConfigPort)
+	chainsOf := map[string][]string{} // key path → the chains naming it, in file order
+	var keys []string
+	for _, ch := range cfg.Chains() {
+		if chainsOf[ch.SealedConsensusKeyPath] == nil {
+			keys = append(keys, ch.SealedConsensusKeyPath)
+		}
+		chainsOf[ch.SealedConsensusKeyPath] = append(chainsOf[ch.SealedConsensusKeyPath], ch.ChainID)
+	}
+	identity := cfg.SealedIDKeyPath
+	if _, err := os.Stat(identity); err == nil && !k.force {
+		identity = "" // kept
+	}
+	for _, key := range keys {
+		chains := chainsOf[key]
+		if _, err := os.Stat(key); err == nil && !k.force {
+			if err := keptKeyAllows(key, chains); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "kept %s (chains %s)\n", key, strings.Join(chains, ", "))
+			continue
+		}
+		cer := &host.Ceremony{
+			Dial:   func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, enclave, nil) },
+			Region: cfg.AWSRegion, KMSKeyID: k.keyID, Creds: host.ProtoCredentials(awsCreds),
+			ChainIDs: chains, Nonce: k.nonce, Force: k.force, KeyType: k.keyType,
+		}
+		sealed, err := cer.Run(ctx, host.Paths{Consensus: key, Identity: identity})
+		if err != nil {
+			return WithHint(err, fmt.Sprintf("is the enclave running at CID %d ('tmkms-nitro-helper enclave info'), and vsock-proxy on port 8000?", cfg.EnclaveConfigCID))
+		}
+		identity = "" // sealed with the first key
+		line, _ := pubkey.Format(sealed.Consensus.Key(), k.display, k.prefix)
+		fmt.Fprintf(env.Stdout, "%s (chains %s): %s\n", key, strings.Join(chains, ", "), line)
+		if err := reportSealed(env, key+".attestation.b64", sealed, sealedkey.Generated, chains, nil, ""); err != nil {
+			return err
+		}
+	}
+	for _, ch := range cfg.Chains() {
+		if err := os.MkdirAll(filepath.Dir(ch.StateFilePath), 0o700); err != nil {
+			return err
+		}
+		st, err := signstate.Open(ch.StateFilePath, signstate.Options{AllowMissing: true})
+		if err != nil {
+			return fmt.Errorf("chain %s: %w", ch.ChainID, err)
+		}
+		st.Close()
+	}
+	return nil
+}
+
+// keptKeyAllows checks that an existing sealed key may sign for every
+// chain whose table names it: a key sealed for other chains cannot be
+// widened, only replaced.
+func keptKeyAllows(path string, chains []string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	sk, err := sealedkey.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for _, c := range chains {
+		if !sk.AllowsChain(c) {
+			return WithHint(fmt.Errorf("%s is sealed for chains %q, not %q, which a [[validator]] table names it for", path, sk.ChainIDs, c),
+				"give that chain a key of its own (another sealed_consensus_key_path); a sealed key's chains are fixed when it is sealed")
+		}
+	}
+	return nil
 }
 
 // initConfig loads DIR/tmkms.toml, writing tmkms-light's defaults (with

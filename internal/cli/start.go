@@ -36,7 +36,9 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "config", *path, "enclave_cid", cfg.EnclaveConfigCID, "chain_id", cfg.ChainID, "validators", cfg.Addresses)
+	for _, ch := range cfg.Chains() {
+		log.Info("starting", "config", *path, "enclave_cid", cfg.EnclaveConfigCID, "chain_id", ch.ChainID, "validators", ch.Addresses)
+	}
 	err = host.Run(ctx, host.Options{
 		Config:         cfg,
 		Enclave:        transport.Addr{Scheme: transport.Vsock, CID: cfg.EnclaveConfigCID},
@@ -44,8 +46,8 @@ func runStart(ctx context.Context, env *Env, args []string) error {
 		Credentials:    creds,
 		Log:            log,
 		EnclaveTimeout: *wait,
-		Configured: func(c *enclaveproto.Configured) {
-			log.Info("the enclave is configured and signing", "consensus_pubkey", pubkey.JSON(c.ConsensusKey()))
+		Configured: func(chainID string, c *enclaveproto.Configured) {
+			log.Info("the enclave is configured and signing", "chain_id", chainID, "consensus_pubkey", pubkey.JSON(c.ConsensusKey()))
 		},
 	})
 	if errors.Is(err, host.ErrNotConfigured) {

@@ -150,7 +150,7 @@ func (d *demoRun) run(ctx context.Context, dir, bin string, blocks int64) error 
 	laddr := "unix://" + filepath.Join(dir, "privval.sock")
 	log := slog.New(&demoHandler{d: d})
 	first := filepath.Join(dir, "kms")
-	res, err := localmode.Init(ctx, localmode.InitOptions{Home: first, ChainIDs: []string{chainID}, Enclave: bin, Address: laddr, Log: log})
+	res, err := localmode.Init(ctx, localmode.InitOptions{Home: first, ChainIDs: []string{chainID}, Enclave: bin, Addresses: map[string]string{"": laddr}, Log: log})
 	if err != nil {
 		return hintFor(err)
 	}
@@ -243,7 +243,7 @@ func (d *demoRun) startSigner(ctx context.Context, home, bin, metrics string, lo
 	}
 	go func() {
 		errc <- localmode.Start(ctx, localmode.StartOptions{Home: home, Enclave: bin, Log: log, MetricsAddress: metrics,
-			Configured: func(*enclaveproto.Configured) { once.Do(func() { close(s.configured) }) },
+			Configured: func(string, *enclaveproto.Configured) { once.Do(func() { close(s.configured) }) },
 			Events:     func(ev enclaveproto.Event) { d.event(ev, instance) }})
 	}()
 	return s

@@ -71,12 +71,16 @@ type Ceremony struct {
 	ChainIDs []string
 	Nonce    []byte       // the operator's; nil: a random one
 	Anchor   *AnchorFiles // nil: no anchor
+	// AnchorFingerprint binds the consensus key to an anchor sealed by an
+	// earlier ceremony, when Anchor is nil; "" for none.
+	AnchorFingerprint string
 	Import   []byte       // the consensus seed to import; nil: KMS generates it
 	KeyType  string       // the consensus key's type (signer.KeyTypes); "": ed25519
 	Force    bool         // replace existing sealed files
 }
 
-// Paths say where the sealed files go.
+// Paths say where the sealed files go; no identity key is sealed when
+// Identity is "" (a further consensus key for a signer that has one).
 type Paths struct{ Consensus, Identity, Anchor string }
 
 // Sealed is what a ceremony produced.
@@ -103,7 +107,8 @@ func (c *Ceremony) Run(ctx context.Context, p Paths) (*Sealed, error) {
 		out.Nonce = make([]byte, 16)
 		rand.Read(out.Nonce)
 	}
-	bind := enclaveproto.Binding{ChainIDs: c.ChainIDs, Nonce: out.Nonce}
+	bind := enclaveproto.Binding{ChainIDs: c.ChainIDs, Nonce: out.Nonce, Anchor: c.AnchorFingerprint}
+	out.Fingerprint = c.AnchorFingerprint
 	if c.Anchor != nil {
 		req, err := c.Anchor.request()
 		if err != nil {
@@ -138,6 +143,9 @@ func (c *Ceremony) Run(ctx context.Context, p Paths) (*Sealed, error) {
 		return nil, fmt.Errorf("asked the enclave for a %s key, it sealed a %s key (is the enclave older than this helper?)", want, sk.KeyType)
 	}
 	out.KMSKeyARN = sk.KMSKeyID
+	if p.Identity == "" {
+		return out, nil
+	}
 	identity := &enclaveproto.GenerateKey{Region: c.Region, KMSKeyID: c.KMSKeyID, Credentials: c.Creds, Purpose: enclaveproto.PurposeIdentity,
 		Binding: enclaveproto.Binding{Nonce: out.Nonce}}
 	if out.Identity, err = c.seal(ctx, "identity key", identity, p.Identity); err != nil {

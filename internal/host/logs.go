@@ -17,7 +17,10 @@ import (
 // from its events, never from the wording of its logs.
 type LogSink struct {
 	Log     *slog.Logger
-	Metrics *metrics.Metrics         // optional: counts signatures and refusals
+	// Metrics, optional, counts signatures and refusals under their
+	// chain's metrics; events for a chain it does not know are not
+	// counted, so that what the enclave names cannot add series.
+	Metrics *metrics.Set
 	Events  func(enclaveproto.Event) // optional: called for each event, after Metrics
 }
 
@@ -60,9 +63,13 @@ func (s *LogSink) count(ev enclaveproto.Event) {
 	}
 	switch ev := ev.(type) {
 	case *enclaveproto.Signed:
-		step := signstate.Step(ev.Step).String()
-		s.Metrics.Signed(ev.ChainID, step, ev.Height, ev.Round, step, ev.Latency)
+		if m := s.Metrics.Lookup(ev.ChainID); m != nil {
+			step := signstate.Step(ev.Step).String()
+			m.Signed(step, ev.Height, ev.Round, step, ev.Latency)
+		}
 	case *enclaveproto.Refused:
-		s.Metrics.Refused(ev.ChainID, ev.Reason)
+		if m := s.Metrics.Lookup(ev.ChainID); m != nil {
+			m.Refused(ev.Reason)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -32,8 +33,9 @@ type Options struct {
 	// or the instance role's, refreshed by the provider before they expire.
 	Credentials aws.CredentialsProvider
 	Log         *slog.Logger
-	// Configured is called when an enclave has been (re)configured.
-	Configured func(*enclaveproto.Configured)
+	// Configured is called when the enclave has been (re)configured for
+	// a chain.
+	Configured func(chainID string, c *enclaveproto.Configured)
 	// Events, if set, is called for each signature and refusal the
 	// enclave reports.
 	Events func(enclaveproto.Event)
@@ -41,10 +43,70 @@ type Options struct {
 	EnclaveTimeout time.Duration
 }
 
-// Run serves the enclave until ctx ends or the enclave refuses its
-// configuration (a KMS denial, a bad setting), which is returned.
+// ErrAllChainsFailed is returned when every chain of the configuration
+// has stopped on an error; the error also wraps each chain's.
+var ErrAllChainsFailed = errors.New("no chain is being served")
+
+// Run serves every chain of the configuration until ctx ends. What the
+// chains share, the enclave's log channel and the metrics listener, runs
+// for all; each chain has its own state file, channels, cluster
+// connection and configurator, and a chain that fails (a corrupt or
+// missing state file, a refused configuration, a port in use) is logged
+// and stops alone while the others go on. Run returns once ctx has ended,
+// or with ErrAllChainsFailed once every chain has failed; every goroutine
+// it started has stopped by then.
 func Run(ctx context.Context, o Options) error {
-	cfg := o.Config
+	chains := o.Config.Chains()
+	set := metrics.NewSet(metrics.Options{})
+	for _, ch := range chains {
+		set.Chain(ch.ChainID) // every chain's series exist from the start
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+	logs, err := transport.Listen(transport.Port(o.Host, o.Config.EnclaveLogPort))
+	if err != nil {
+		return fmt.Errorf("failed to listen for the enclave's log channel: %w", err)
+	}
+	g.Go(func() error { return (&LogSink{Log: o.Log, Metrics: set, Events: o.Events}).Serve(gctx, logs) })
+	if addr := o.Config.MetricsAddress; addr != "" {
+		g.Go(func() error { return set.Serve(gctx, addr, o.Log) })
+	}
+	// Chains run beside the shared servers, not in their group: a chain's
+	// error must not end the others. They all end with gctx.
+	errs := make([]error, len(chains))
+	var wg sync.WaitGroup
+	for i, ch := range chains {
+		wg.Go(func() {
+			co := o
+			if len(chains) > 1 {
+				co.Log = o.Log.With("chain_id", ch.ChainID)
+			}
+			err := runChain(gctx, co, ch, set.Chain(ch.ChainID))
+			if gctx.Err() != nil {
+				return // stopping: errors are only the way it stopped
+			}
+			if len(chains) > 1 {
+				co.Log.Error("stopped serving this chain; the other chains go on", "err", err)
+			}
+			errs[i] = fmt.Errorf("chain %s: %w", ch.ChainID, err)
+		})
+	}
+	wg.Wait() // ctx ended, a shared server failed, or every chain failed
+	cancel()
+	werr := g.Wait()
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case werr != nil && !errors.Is(werr, context.Canceled):
+		return werr
+	}
+	return fmt.Errorf("%w: %w", ErrAllChainsFailed, errors.Join(errs...))
+}
+
+// runChain serves one chain until ctx ends or the chain fails, and
+// returns once every goroutine it started has stopped.
+func runChain(ctx context.Context, o Options, cfg *config.Config, m *metrics.Metrics) error {
 	var validators []transport.Addr
 	for _, a := range cfg.Addresses {
 		v, err := transport.ParseValidator(a)
@@ -65,23 +127,21 @@ func Run(ctx context.Context, o Options) error {
 	if chain, err := signstate.ChainID(state.State()); err != nil || chain != "" && chain != cfg.ChainID {
 		return fmt.Errorf("the state file %s is for chain %q, the configuration for %q (or unreadable: %v)", cfg.StateFilePath, chain, cfg.ChainID, err)
 	}
-	o.Log.Info("double-sign state loaded", "path", cfg.StateFilePath, "hrs", state.State().HRS())
-
-	m := metrics.New(metrics.Options{ChainID: cfg.ChainID})
+	o.Log.Info("double-sign state loaded", "chain_id", cfg.ChainID, "path", cfg.StateFilePath, "hrs", state.State().HRS())
 	cluster, err := openCluster(cfg, m, o.Log)
 	if err != nil {
 		return err
 	}
 	if cluster != nil {
-		// Closed once Run has waited for its goroutines below: the health
-		// loop has stopped by then, and does not report etcd down on the
-		// way out.
+		// Closed once the goroutines below have stopped: the health loop
+		// has stopped by then, and does not report etcd down on the way
+		// out.
 		defer cluster.Close()
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
-	s := &servers{o: o, validators: validators, sealed: sealed, state: state, cluster: cluster, m: m}
+	s := &servers{o: o, cfg: cfg, validators: validators, sealed: sealed, state: state, cluster: cluster, m: m}
 	err = s.start(gctx, g)
 	if err != nil {
 		cancel() // stops what started before the failure
@@ -95,9 +155,11 @@ func Run(ctx context.Context, o Options) error {
 	return err
 }
 
-// servers are what Run serves, once its configuration has been read.
+// servers are what one chain serves, once its configuration has been
+// read.
 type servers struct {
 	o          Options
+	cfg        *config.Config // the chain's
 	validators []transport.Addr
 	sealed     sealedKeys
 	state      *signstate.File
@@ -105,14 +167,11 @@ type servers struct {
 	m          *metrics.Metrics
 }
 
-// start runs each server in g: the enclave's channels, the anchor relays,
-// metrics, the cluster's health loop and the configurator. Each returns
-// when ctx ends; the first to fail ends ctx.
+// start runs each of the chain's servers in g: its state and validator
+// channels, the anchor relays, the cluster's health loop and the
+// configurator. Each returns when ctx ends; the first to fail ends ctx.
 func (s *servers) start(ctx context.Context, g *errgroup.Group) error {
-	o, cfg, m := s.o, s.o.Config, s.m
-	if cfg.MetricsAddress != "" {
-		g.Go(func() error { return m.Serve(ctx, cfg.MetricsAddress, o.Log) })
-	}
+	o, cfg, m := s.o, s.cfg, s.m
 	serve := func(name string, port uint32, f func(context.Context, net.Listener) error) error {
 		ln, err := transport.Listen(transport.Port(o.Host, port))
 		if err != nil {
@@ -126,10 +185,7 @@ func (s *servers) start(ctx context.Context, g *errgroup.Group) error {
 		stateServer.Cluster = s.cluster
 		g.Go(func() error { s.cluster.Run(ctx); return nil })
 	}
-	errs := []error{
-		serve("state", cfg.EnclaveStatePort, stateServer.Serve),
-		serve("log", cfg.EnclaveLogPort, (&LogSink{Log: o.Log, Metrics: m, Events: o.Events}).Serve),
-	}
+	errs := []error{serve("state", cfg.EnclaveStatePort, stateServer.Serve)}
 	// Node i is bridged on the port after node i-1's, as the enclave dials.
 	for i, v := range s.validators {
 		errs = append(errs, serve("validator", cfg.EnclaveTendermintConn+uint32(i), (&Bridge{Validator: v, Log: o.Log, Metrics: m}).Serve))
@@ -154,9 +210,11 @@ func (s *servers) start(ctx context.Context, g *errgroup.Group) error {
 			return req, err
 		},
 		Pushed:         m.EnclaveUp,
-		Configured:     o.Configured,
 		StartupTimeout: o.EnclaveTimeout,
 		Log:            o.Log,
+	}
+	if o.Configured != nil {
+		conf.Configured = func(c *enclaveproto.Configured) { o.Configured(cfg.ChainID, c) }
 	}
 	g.Go(func() error { return conf.Run(ctx) })
 	return nil

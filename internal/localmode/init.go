@@ -2,11 +2,13 @@ package localmode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,17 +22,26 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/kmspolicy"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
 // InitOptions configure Init.
 type InitOptions struct {
-	Home     string
-	ChainIDs []string // the chains the key may sign for; the first goes into tmkms.toml
-	Enclave  string   // the enclave program; "" finds it (FindEnclave)
-	Address  string   // the validator's priv_validator_laddr; default unix://<home>/privval.sock
-	Force    bool     // replace existing keys
+	Home string
+	// ChainIDs are the chains served: one makes tmkms-light's single-chain
+	// tmkms.toml, several a [[validator]] table each.
+	ChainIDs []string
+	// KeyPerChain seals a consensus key for each chain, bound to it alone;
+	// otherwise one key is bound to every chain of ChainIDs.
+	KeyPerChain bool
+	Enclave     string // the enclave program; "" finds it (FindEnclave)
+	// Addresses are the validators' priv_validator_laddr by chain id
+	// ("" for the only chain); default unix://<home>/privval.sock, or
+	// privval-<chain id>.sock with several chains.
+	Addresses map[string]string
+	Force     bool // replace existing keys
 	Nonce    []byte   // echoed in the attestation documents; nil: a random one
 	KeyType  string   // the consensus key's type (signer.KeyTypes); "": ed25519
 	// Anchor, when set, is sealed first, the consensus key is bound to
@@ -42,7 +53,10 @@ type InitOptions struct {
 
 // InitResult is what Init made.
 type InitResult struct {
-	*host.Sealed
+	*host.Sealed // the first chain's key, with the identity key and the anchor
+	// PubKeys are the consensus keys by chain id; a shared key is listed
+	// under each of its chains.
+	PubKeys    map[string]signer.PubKey
 	ConfigPath string
 	PCR0       []byte // of the enclave binary, as the KMS key policy pins it
 }
@@ -51,7 +65,8 @@ type InitResult struct {
 // NSM's CA, the local KMS with a key whose policy pins the enclave binary's
 // PCR0, tmkms.toml, and the consensus and identity keys, generated inside
 // the enclave and sealed there by the local KMS through init's own code
-// path. It writes pubkey.json.
+// path. It writes pubkey.json, or with several chains a
+// pubkey-<chain id>.json per chain.
 func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 	bin, err := FindEnclave(o.Enclave)
 	if err != nil {
@@ -61,9 +76,13 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	secret := filepath.Join(home, "secrets", "secret.key")
-	if _, err := os.Stat(secret); err == nil && !o.Force {
-		return nil, fmt.Errorf("%w at %s (pass --force to replace it)", host.ErrKeyExists, secret)
+	if len(o.ChainIDs) == 0 {
+		return nil, errors.New("localmode: no chain id")
+	}
+	for _, key := range keyPaths(home, o) {
+		if _, err := os.Stat(key); err == nil && !o.Force {
+			return nil, fmt.Errorf("%w at %s (pass --force to replace it)", host.ErrKeyExists, key)
+		}
 	}
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
@@ -151,18 +170,59 @@ func accountOf(arn string) string {
 	return ""
 }
 
+// keyPaths are the sealed consensus keys' paths by chain id: one shared
+// key, or one per chain.
+func keyPaths(home string, o InitOptions) map[string]string {
+	out := map[string]string{}
+	for _, id := range o.ChainIDs {
+		out[id] = filepath.Join(home, "secrets", "secret.key")
+		if o.KeyPerChain && len(o.ChainIDs) > 1 {
+			out[id] = filepath.Join(home, "secrets", config.FileName(id)+".key")
+		}
+	}
+	return out
+}
+
+// address is the chain's validator address: the one given, or a socket in
+// home.
+func address(home string, o InitOptions, chainID string) string {
+	if a := o.Addresses[chainID]; a != "" {
+		return a
+	}
+	if a := o.Addresses[""]; a != "" && len(o.ChainIDs) == 1 {
+		return a
+	}
+	if len(o.ChainIDs) == 1 {
+		return "unix://" + filepath.Join(home, "privval.sock")
+	}
+	return "unix://" + filepath.Join(home, "privval-"+config.FileName(chainID)+".sock")
+}
+
 func writeConfig(home string, o InitOptions, k *KMS, keyARN string) (*config.Config, error) {
+	for id := range o.Addresses {
+		if id != "" && !slices.Contains(o.ChainIDs, id) {
+			return nil, fmt.Errorf("localmode: an address for chain %q, which is not one of the chains (%q)", id, o.ChainIDs)
+		}
+	}
+	if _, ok := o.Addresses[""]; ok && len(o.ChainIDs) > 1 {
+		return nil, fmt.Errorf("localmode: with several chains, give each address as CHAIN_ID=URL")
+	}
 	c := config.Default(k.Region())
 	c.ChainID = o.ChainIDs[0]
-	c.Addresses = []string{o.Address}
-	if o.Address == "" {
-		c.Addresses = []string{"unix://" + filepath.Join(home, "privval.sock")}
-	}
+	c.Addresses = []string{address(home, o, c.ChainID)}
 	c.KMSKeyID = keyARN
 	creds := k.Credentials()
 	c.Credentials = &config.Credentials{KeyID: creds.AccessKeyID, SecretKey: creds.SecretAccessKey, SessionToken: creds.SessionToken}
 	if o.Anchor != nil {
 		c.HA = o.Anchor.HA(filepath.Join(home, "secrets", "anchor.sealed"), o.Instance)
+	}
+	if len(o.ChainIDs) > 1 {
+		keys := keyPaths(home, o)
+		var chains []config.Chain
+		for _, id := range o.ChainIDs {
+			chains = append(chains, config.Chain{ID: id, Addresses: []string{address(home, o, id)}, Key: keys[id]})
+		}
+		c = config.ForChains(c, chains)
 	}
 	data, err := config.Marshal(c)
 	if err != nil {
@@ -175,30 +235,63 @@ func writeConfig(home string, o InitOptions, k *KMS, keyARN string) (*config.Con
 	return config.Load(path)
 }
 
+// sealKeys seals each distinct consensus key of cfg, bound to the chains
+// that use it, the identity key and (with an anchor) the anchor, and
+// creates each chain's empty state file.
 func sealKeys(ctx context.Context, home string, cfg *config.Config, k *KMS, o InitOptions) (*InitResult, error) {
-	cer := &host.Ceremony{
-		Dial:   func(ctx context.Context) (net.Conn, error) { return DialConfig(ctx, home) },
-		Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Creds: host.ProtoCredentials(k.Credentials().AWS()),
-		ChainIDs: o.ChainIDs, Nonce: o.Nonce, Anchor: o.Anchor, Force: o.Force, KeyType: o.KeyType,
+	res := &InitResult{PubKeys: map[string]signer.PubKey{}, ConfigPath: filepath.Join(home, "tmkms.toml")}
+	chainsOf := map[string][]string{} // key path → its chains, in order
+	var keys []string
+	for _, ch := range cfg.Chains() {
+		if chainsOf[ch.SealedConsensusKeyPath] == nil {
+			keys = append(keys, ch.SealedConsensusKeyPath)
+		}
+		chainsOf[ch.SealedConsensusKeyPath] = append(chainsOf[ch.SealedConsensusKeyPath], ch.ChainID)
 	}
-	paths := host.Paths{Consensus: cfg.SealedConsensusKeyPath, Identity: cfg.SealedIDKeyPath}
-	if cfg.HA.Anchored() {
-		paths.Anchor = cfg.HA.SealedAnchorPath
+	first := cfg.Chains()[0]
+	for i, key := range keys {
+		cer := &host.Ceremony{
+			Dial:   func(ctx context.Context) (net.Conn, error) { return DialConfig(ctx, home) },
+			Region: cfg.AWSRegion, KMSKeyID: cfg.KMSKeyID, Creds: host.ProtoCredentials(k.Credentials().AWS()),
+			ChainIDs: chainsOf[key], Nonce: o.Nonce, Force: o.Force, KeyType: o.KeyType,
+		}
+		paths := host.Paths{Consensus: key}
+		if i == 0 {
+			// The first ceremony seals what the chains share.
+			cer.Anchor, paths.Identity = o.Anchor, cfg.SealedIDKeyPath
+			if first.HA.Anchored() {
+				paths.Anchor = first.HA.SealedAnchorPath
+			}
+		} else {
+			cer.Nonce, cer.AnchorFingerprint = res.Nonce, res.Fingerprint
+		}
+		sealed, err := cer.Run(ctx, paths)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			res.Sealed = sealed
+		}
+		for _, id := range chainsOf[key] {
+			res.PubKeys[id] = sealed.Consensus.Key()
+		}
 	}
-	sealed, err := cer.Run(ctx, paths)
-	if err != nil {
-		return nil, err
+	for _, ch := range cfg.Chains() {
+		if err := os.MkdirAll(filepath.Dir(ch.StateFilePath), 0o700); err != nil {
+			return nil, err
+		}
+		st, err := signstate.Open(ch.StateFilePath, signstate.Options{AllowMissing: true})
+		if err != nil {
+			return nil, err
+		}
+		st.Close()
+		name := "pubkey.json"
+		if len(o.ChainIDs) > 1 {
+			name = "pubkey-" + config.FileName(ch.ChainID) + ".json"
+		}
+		if err := atomicfile.WriteFile(filepath.Join(home, name), []byte(pubkey.JSON(res.PubKeys[ch.ChainID])+"\n"), 0o644); err != nil {
+			return nil, err
+		}
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.StateFilePath), 0o700); err != nil {
-		return nil, err
-	}
-	st, err := signstate.Open(cfg.StateFilePath, signstate.Options{AllowMissing: true})
-	if err != nil {
-		return nil, err
-	}
-	st.Close()
-	if err := atomicfile.WriteFile(filepath.Join(home, "pubkey.json"), []byte(pubkey.JSON(sealed.Consensus.Key())+"\n"), 0o644); err != nil {
-		return nil, err
-	}
-	return &InitResult{Sealed: sealed, ConfigPath: filepath.Join(home, "tmkms.toml")}, nil
+	return res, nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclave"
@@ -18,7 +20,9 @@ import (
 type StartOptions struct {
 	Home    string
 	Enclave string // the enclave program; "" finds it
-	Address string // overrides the validator address in tmkms.toml
+	// Addresses override chains' validator addresses in tmkms.toml, by
+	// chain id ("" for the only chain).
+	Addresses map[string]string
 	// MetricsAddress overrides metrics_address in tmkms.toml: host:port
 	// of /metrics and /healthz.
 	MetricsAddress string
@@ -26,8 +30,9 @@ type StartOptions struct {
 	// (tcp to a host other than loopback), with a warning.
 	Insecure bool
 	Log      *slog.Logger
-	// Configured is called each time an enclave is (re)configured.
-	Configured func(*enclaveproto.Configured)
+	// Configured is called each time the enclave is (re)configured for
+	// a chain.
+	Configured func(chainID string, c *enclaveproto.Configured)
 	// Events, if set, is called for each signature and refusal the
 	// enclave reports.
 	Events func(enclaveproto.Event)
@@ -48,17 +53,16 @@ func Start(ctx context.Context, o StartOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.Address != "" {
-		cfg.Addresses = []string{o.Address}
-		if err := cfg.Validate(); err != nil {
-			return err
-		}
+	if err := override(cfg, o.Addresses); err != nil {
+		return err
 	}
 	if o.MetricsAddress != "" {
 		cfg.MetricsAddress = o.MetricsAddress
 	}
-	if err := checkLocal(cfg.Addresses, o.Insecure, o.Log); err != nil {
-		return err
+	for _, ch := range cfg.Chains() {
+		if err := checkLocal(ch.Addresses, o.Insecure, o.Log); err != nil {
+			return err
+		}
 	}
 	bin, err := FindEnclave(o.Enclave)
 	if err != nil {
@@ -89,6 +93,37 @@ func Start(ctx context.Context, o StartOptions) error {
 		Configured:  o.Configured,
 		Events:      o.Events,
 	})
+}
+
+// override sets the chains' addresses given by chain id ("" for the only
+// chain), and validates the result.
+func override(cfg *config.Config, addrs map[string]string) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	chains := cfg.Chains()
+	for id, a := range addrs {
+		switch i := slices.IndexFunc(chains, func(c *config.Config) bool { return c.ChainID == id }); {
+		case id == "" && len(chains) == 1:
+			chains[0].Addresses = []string{a}
+		case id == "":
+			return fmt.Errorf("localmode: tmkms.toml serves %d chains: give each address as CHAIN_ID=URL", len(chains))
+		case i < 0:
+			return fmt.Errorf("localmode: an address for chain %q, which tmkms.toml does not serve", id)
+		default:
+			chains[i].Addresses = []string{a}
+		}
+	}
+	return cfg.Validate()
+}
+
+// ParseAddress reads an --address flag: CHAIN_ID=URL, or a bare URL for
+// the only chain (chain id "").
+func ParseAddress(s string) (chainID, url string) {
+	if id, u, ok := strings.Cut(s, "="); ok && !strings.Contains(id, "://") {
+		return id, u
+	}
+	return "", s
 }
 
 // Notice is what local mode says about itself when it starts, for the

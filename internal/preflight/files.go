@@ -51,7 +51,11 @@ func (r *runner) checkSealedKey(name, path, purpose, key string) Result {
 		return fail(name, fmt.Sprintf("%s holds a %s key, not a %s key", path, k.Purpose, purpose),
 			"the consensus key is secrets/secret.key and the identity key secrets/id.key; check the paths in tmkms.toml")
 	}
-	r.keys[name] = k
+	if r.chain != "" {
+		r.keys[name+" for chain "+r.chain] = k
+	} else {
+		r.keys[name] = k
+	}
 	if k.Legacy() {
 		return pass(name, path+": tmkms-light sealed key (records no public key, KMS key or region)")
 	}

@@ -146,7 +146,8 @@ func defaultCredentials(ctx context.Context, cfg *config.Config) (aws.Credential
 type runner struct {
 	o        Options
 	cfg      *config.Config
-	keys     map[string]*sealedkey.Key // by check name, when parsed
+	keys     map[string]*sealedkey.Key // by check name (and chain), when parsed
+	chain    string                    // the chain a per-chain check runs for, with several
 	nitroCLI string                    // resolved path, when found
 }
 
@@ -161,37 +162,65 @@ func Run(ctx context.Context, o Options) []Result {
 			out = append(out, skipped(c.name, "needs a valid "+CheckConfig))
 			continue
 		}
+		out = append(out, r.run(ctx, c)...)
+	}
+	return out
+}
+
+// run runs c once, or once per chain when it checks a chain's settings:
+// r.cfg is then the chain's configuration, and with several chains each
+// result names its chain.
+func (r *runner) run(ctx context.Context, c check) []Result {
+	if !c.perChain {
+		if !c.applies(r) {
+			return nil
+		}
+		return []Result{c.run(r, ctx)}
+	}
+	top := r.cfg
+	defer func() { r.cfg, r.chain = top, "" }()
+	var out []Result
+	for _, ch := range top.Chains() {
+		r.cfg = ch
+		if len(top.Validators) > 0 {
+			r.chain = ch.ChainID
+		}
 		if !c.applies(r) {
 			continue
 		}
-		out = append(out, c.run(r, ctx))
+		res := c.run(r, ctx)
+		if r.chain != "" {
+			res.Detail = "chain " + r.chain + ": " + res.Detail
+		}
+		out = append(out, res)
 	}
 	return out
 }
 
 type check struct {
-	name    string
-	applies func(*runner) bool
-	run     func(*runner, context.Context) Result
+	name     string
+	applies  func(*runner) bool
+	run      func(*runner, context.Context) Result
+	perChain bool // checks one chain's settings: run for each chain
 }
 
 func always(*runner) bool { return true }
 
 func allChecks() []check {
 	return []check{
-		{CheckConsensusKey, always, (*runner).checkConsensusKey},
-		{CheckIdentityKey, (*runner).needsIdentity, (*runner).checkIdentityKey},
-		{CheckStateFile, always, (*runner).checkStateFile},
-		{CheckNitroCLI, always, (*runner).checkNitroCLI},
-		{CheckEnclave, always, (*runner).checkEnclave},
-		{CheckVsockProxy, always, (*runner).checkVsockProxy},
-		{CheckAllowlist, always, (*runner).checkAllowlist},
-		{CheckCredentials, always, (*runner).checkCredentials},
-		{CheckRegion, always, (*runner).checkRegion},
-		{CheckKMSKey, always, (*runner).checkKMSKey},
-		{CheckValidator, always, (*runner).checkValidator},
-		{CheckHA, func(r *runner) bool { return r.cfg.HA != nil && !r.cfg.HA.Anchored() }, (*runner).checkHA},
-		{CheckAnchor, always, (*runner).checkAnchor},
+		{CheckConsensusKey, always, (*runner).checkConsensusKey, true},
+		{CheckIdentityKey, (*runner).needsIdentity, (*runner).checkIdentityKey, false},
+		{CheckStateFile, always, (*runner).checkStateFile, true},
+		{CheckNitroCLI, always, (*runner).checkNitroCLI, false},
+		{CheckEnclave, always, (*runner).checkEnclave, false},
+		{CheckVsockProxy, always, (*runner).checkVsockProxy, false},
+		{CheckAllowlist, always, (*runner).checkAllowlist, false},
+		{CheckCredentials, always, (*runner).checkCredentials, false},
+		{CheckRegion, always, (*runner).checkRegion, false},
+		{CheckKMSKey, always, (*runner).checkKMSKey, false},
+		{CheckValidator, always, (*runner).checkValidator, true},
+		{CheckHA, func(r *runner) bool { return r.cfg.HA != nil && !r.cfg.HA.Anchored() }, (*runner).checkHA, true},
+		{CheckAnchor, always, (*runner).checkAnchor, true},
 	}
 }
 
@@ -207,8 +236,12 @@ func (r *runner) checkConfig() Result {
 		}
 	}
 	r.cfg = cfg
-	return pass(CheckConfig, fmt.Sprintf("%s: chain_id %s, aws_region %s, enclave CID %d, validator %s",
-		r.o.ConfigPath, cfg.ChainID, cfg.AWSRegion, cfg.EnclaveConfigCID, strings.Join(cfg.Addresses, ", ")))
+	var chains []string
+	for _, ch := range cfg.Chains() {
+		chains = append(chains, fmt.Sprintf("chain_id %s (validator %s)", ch.ChainID, strings.Join(ch.Addresses, ", ")))
+	}
+	return pass(CheckConfig, fmt.Sprintf("%s: aws_region %s, enclave CID %d, %s",
+		r.o.ConfigPath, cfg.AWSRegion, cfg.EnclaveConfigCID, strings.Join(chains, "; ")))
 }
 
 func (r *runner) needsIdentity() bool { return r.cfg.NeedsIdentity() }
