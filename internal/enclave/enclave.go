@@ -1,9 +1,11 @@
 // Package enclave is the application inside the Nitro Enclave
 // (tmkms-nitro-enclave): it answers the host's configuration requests,
-// generates and seals keys, unseals the validator key through KMS with a
-// Recipient attestation, and serves the validator's privval requests with
-// the double-sign guard, releasing a signature only after the host has
-// durably persisted the state that records it.
+// generates and seals keys, and signs for up to enclaveproto.MaxChains
+// chains, each configured on its own: it unseals the chain's validator key
+// through KMS with a Recipient attestation, and serves the chain's
+// privval requests with the chain's own double-sign guard, releasing a
+// signature only after the host has durably persisted the state that
+// records it. No two sessions ever sign for one chain.
 //
 // It trusts nothing from the host that it can check: keys are checked
 // against the public key bound into their KMS encryption context, the KMS
@@ -57,16 +59,17 @@ type Enclave struct {
 	ctx   context.Context // Run's: sessions outlive the config connection
 	ship  *shipper
 
-	mu      sync.Mutex
-	session *session
+	mu       sync.Mutex
+	sessions map[string]*session // by chain id, running or being configured
 }
 
 // maxConfigConns bounds the host's concurrent configuration connections.
-// The helper holds one and a CLI command (a key generation) may open
-// another; each costs the enclave a goroutine and a frame's buffer, so a
-// host opening hundreds would exhaust the enclave's memory, and an enclave
-// restarted by the kernel is itself something an attacker can use.
-const maxConfigConns = 4
+// The helper holds one per chain and a CLI command (a key generation) may
+// open another, with room for a helper's reconnection; each costs the
+// enclave a goroutine and a frame's buffer, so a host opening hundreds
+// would exhaust the enclave's memory, and an enclave restarted by the
+// kernel is itself something an attacker can use.
+const maxConfigConns = enclaveproto.MaxChains + 4
 
 // refusalLogInterval is the least time between two records about
 // connections refused over maxConfigConns, so a flood does not flood the
@@ -79,12 +82,11 @@ func Run(ctx context.Context, p Platform) error {
 	ctx, cancel := context.WithCancel(ctx)
 	ship := newShipper(p.DialHost, enclaveproto.DefaultLogPort)
 	e := &Enclave{p: p, creds: kms.NewCredentials(), ctx: ctx, ship: ship,
-		log: slog.New(&handler{local: p.Log.Handler(), ship: ship})}
+		log: slog.New(&handler{local: p.Log.Handler(), ship: ship}), sessions: map[string]*session{}}
 	var wg sync.WaitGroup
 	// Unwound in reverse: end everything, wait for the config connections
-	// and the shipper, then for the session a Configure may have started
-	// while they were stopping.
-	defer e.stopSession()
+	// and the shipper, then for the sessions Configures started.
+	defer e.stopSessions()
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() { ship.run(ctx) })

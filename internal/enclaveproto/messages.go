@@ -25,7 +25,8 @@ const (
 	SeedSize     = signer.SeedSize
 	MaxChainID   = 50 // CometBFT's MaxChainIDLen
 	MaxLogAttrs  = 32
-	MaxAddresses = 8 // validator nodes one enclave serves
+	MaxAddresses = 8  // validator nodes of one chain
+	MaxChains    = 16 // chains one enclave signs for, each configured by its own Configure
 	MaxInstance  = 64
 	MaxChainIDs  = 16 // chains one key may be sealed for
 	MaxNonce     = 64
@@ -50,9 +51,11 @@ const (
 	CodeInternal        = "internal"
 )
 
-// Configure (host→enclave, config channel) starts signing: the enclave
-// unseals the keys and dials the state and validator channels. The answer
-// is Configured or Error.
+// Configure (host→enclave, config channel) starts signing for ChainID:
+// the enclave unseals the keys and dials the chain's state and validator
+// channels. Each chain has its own Configure (at most MaxChains), its own
+// host ports and its own double-sign state; all share the log channel.
+// The answer is Configured or Error.
 type Configure struct {
 	ChainID string `cbor:"chain_id"`
 	// Addresses lists every validator node (unix:///… or
