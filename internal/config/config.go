@@ -44,8 +44,8 @@ const (
 )
 
 // MaxValidators bounds the [[validator]] tables: the enclave serves at
-// most this many chains (enclaveproto.MaxChains).
-const MaxValidators = 16
+// most this many chains.
+const MaxValidators = enclaveproto.MaxChains
 
 // The host ports of the i-th [[validator]] table (from 0) that sets none:
 // each chain's channels get their own ports, tmkms-light's for the first.

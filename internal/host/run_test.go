@@ -141,7 +141,7 @@ func TestRunServesTheEnclave(t *testing.T) {
 		}
 	}
 	configuredc, releaseConf := make(chan *enclaveproto.Configured, 1), make(chan struct{})
-	r.opts.Configured = func(c *enclaveproto.Configured) { // holds the configurator's
+	r.opts.Configured = func(_ string, c *enclaveproto.Configured) { // holds the configurator's
 		configuredc <- c
 		<-releaseConf
 	}
@@ -249,7 +249,7 @@ func TestRunEnds(t *testing.T) {
 				r.opts.Config.MetricsAddress = "127.0.0.1:0"
 				r.opts.Host.Path = filepath.Join(r.opts.Host.Path, "missing")
 			},
-			wantMsg: "failed to listen for the enclave's state channel"},
+			wantMsg: "failed to listen for the enclave's log channel"},
 		{name: "a state file for another chain",
 			prepare: func(r *localRun) {
 				f, err := signstate.Open(r.opts.Config.StateFilePath, signstate.Options{AllowMissing: true})
@@ -283,5 +283,81 @@ func TestRunEnds(t *testing.T) {
 				t.Fatalf("Run = %v, want %v %q", err, tt.want, tt.wantMsg)
 			}
 		})
+	}
+}
+
+// twoChains turns r's configuration into one serving r's chain and
+// "other-chain", whose state file is corrupt.
+func twoChains(t *testing.T, r *localRun) {
+	t.Helper()
+	c := r.opts.Config
+	dir := filepath.Dir(c.StateFilePath)
+	other := filepath.Join(dir, "other.state")
+	if err := os.WriteFile(other, []byte("{corrupt"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.opts.Config = config.ForChains(c, []config.Chain{
+		{ID: "other-chain", Addresses: []string{"unix://" + filepath.Join(dir, "other.sock")}},
+		{ID: c.ChainID, Addresses: c.Addresses},
+	})
+	r.opts.Config.Validators[0].StateFilePath = other
+	r.opts.Config.Validators[1].StateFilePath = c.StateFilePath
+	if err := r.opts.Config.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunChainFailsAlone: of two chains, the one whose state file is
+// corrupt stops with the reason in the log, and the other is configured
+// and served; Run goes on until its context ends.
+func TestRunChainFailsAlone(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := newLocalRun(t)
+	twoChains(t, r)
+	runCtx, stop := context.WithCancel(ctx)
+	wait := r.start(t, runCtx)
+	cc, req := r.acceptConfigure(t, ctx, &enclaveproto.Configured{ConsensusPubKey: make([]byte, 32)})
+	defer cc.Close()
+	if req.ChainID != "test-chain" || req.StatePort != config.DefaultStatePort(1) || req.ValidatorPort != config.DefaultValidatorPort(1) {
+		t.Fatalf("Configure for %q on ports %d, %d; want test-chain on the second table's", req.ChainID, req.StatePort, req.ValidatorPort)
+	}
+	state := r.dialHost(t, req.StatePort, enclaveproto.TypeStateSnapshot)
+	defer state.Close()
+	if _, _, err := state.Receive(ctx); err != nil {
+		t.Fatalf("no state snapshot for the healthy chain: %v", err)
+	}
+	for !slices.Contains(r.log.Messages(), "stopped serving this chain; the other chains go on") {
+		if ctx.Err() != nil {
+			t.Fatalf("the corrupt chain's failure was not logged: %q", r.log.Messages())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-r.done:
+		t.Fatal("Run returned while a chain was still served")
+	case <-time.After(200 * time.Millisecond):
+	}
+	stop()
+	if err := wait(); err != nil {
+		t.Fatalf("Run = %v, want nil once its context ends", err)
+	}
+}
+
+// TestRunAllChainsFail: when every chain has failed, Run returns
+// ErrAllChainsFailed with each chain's reason.
+func TestRunAllChainsFail(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := newLocalRun(t)
+	twoChains(t, r)
+	if err := os.WriteFile(r.opts.Config.Validators[1].StateFilePath, []byte("{corrupt too"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := r.start(t, ctx)()
+	if !errors.Is(err, ErrAllChainsFailed) || !strings.Contains(err.Error(), "chain other-chain") || !strings.Contains(err.Error(), "chain test-chain") {
+		t.Fatalf("Run = %v, want ErrAllChainsFailed naming both chains", err)
 	}
 }
