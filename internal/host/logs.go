@@ -17,7 +17,7 @@ import (
 // from its events, never from the wording of its logs.
 type LogSink struct {
 	Log     *slog.Logger
-	Metrics *metrics.Metrics         // optional: counts signatures and refusals
+	Metrics *metrics.Set             // optional: counts signatures and refusals of the chains registered in it
 	Events  func(enclaveproto.Event) // optional: called for each event, after Metrics
 }
 
@@ -54,15 +54,22 @@ func (s *LogSink) serveConn(ctx context.Context, nc net.Conn) error {
 	}
 }
 
+// count records ev in the metrics of its chain. An event of a chain not
+// registered in Metrics is not counted: a chain id the enclave sends
+// cannot create series.
 func (s *LogSink) count(ev enclaveproto.Event) {
 	if s.Metrics == nil {
 		return
 	}
 	switch ev := ev.(type) {
 	case *enclaveproto.Signed:
-		step := signstate.Step(ev.Step).String()
-		s.Metrics.Signed(ev.ChainID, step, ev.Height, ev.Round, step, ev.Latency)
+		if m := s.Metrics.Lookup(ev.ChainID); m != nil {
+			step := signstate.Step(ev.Step).String()
+			m.Signed(step, ev.Height, ev.Round, step, ev.Latency)
+		}
 	case *enclaveproto.Refused:
-		s.Metrics.Refused(ev.ChainID, ev.Reason)
+		if m := s.Metrics.Lookup(ev.ChainID); m != nil {
+			m.Refused(ev.Reason)
+		}
 	}
 }

@@ -67,7 +67,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	o.Log.Info("double-sign state loaded", "path", cfg.StateFilePath, "hrs", state.State().HRS())
 
-	m := metrics.New(metrics.Options{ChainID: cfg.ChainID})
+	set := metrics.NewSet(metrics.Options{})
+	m := set.Chain(cfg.ChainID)
 	cluster, err := openCluster(cfg, m, o.Log)
 	if err != nil {
 		return err
@@ -81,7 +82,7 @@ func Run(ctx context.Context, o Options) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
-	s := &servers{o: o, validators: validators, sealed: sealed, state: state, cluster: cluster, m: m}
+	s := &servers{o: o, validators: validators, sealed: sealed, state: state, cluster: cluster, set: set, m: m}
 	err = s.start(gctx, g)
 	if err != nil {
 		cancel() // stops what started before the failure
@@ -102,7 +103,8 @@ type servers struct {
 	sealed     sealedKeys
 	state      *signstate.File
 	cluster    *etcdstore.Store // nil without [ha] through the host
-	m          *metrics.Metrics
+	set        *metrics.Set
+	m          *metrics.Metrics // the chain's, in set
 }
 
 // start runs each server in g: the enclave's channels, the anchor relays,
@@ -111,7 +113,7 @@ type servers struct {
 func (s *servers) start(ctx context.Context, g *errgroup.Group) error {
 	o, cfg, m := s.o, s.o.Config, s.m
 	if cfg.MetricsAddress != "" {
-		g.Go(func() error { return m.Serve(ctx, cfg.MetricsAddress, o.Log) })
+		g.Go(func() error { return s.set.Serve(ctx, cfg.MetricsAddress, o.Log) })
 	}
 	serve := func(name string, port uint32, f func(context.Context, net.Listener) error) error {
 		ln, err := transport.Listen(transport.Port(o.Host, port))
@@ -128,7 +130,7 @@ func (s *servers) start(ctx context.Context, g *errgroup.Group) error {
 	}
 	errs := []error{
 		serve("state", cfg.EnclaveStatePort, stateServer.Serve),
-		serve("log", cfg.EnclaveLogPort, (&LogSink{Log: o.Log, Metrics: m, Events: o.Events}).Serve),
+		serve("log", cfg.EnclaveLogPort, (&LogSink{Log: o.Log, Metrics: s.set, Events: o.Events}).Serve),
 	}
 	// Node i is bridged on the port after node i-1's, as the enclave dials.
 	for i, v := range s.validators {
