@@ -47,11 +47,11 @@ func TestMetrics(t *testing.T) {
 		`tmkms_signatures_total{chain_id="metrics-chain",type="prevote"} 3`,
 		`tmkms_refusals_total{chain_id="metrics-chain",reason="double_sign"} 1`,
 		`tmkms_refusals_total{chain_id="metrics-chain",reason="wrong_chain_id"} 1`,
-		`tmkms_enclave_up 1`,
-		`tmkms_last_signed_height 3`,
-		`tmkms_validator_connected 1`,
-		`tmkms_state_persist_seconds_count 3`,
-		`tmkms_signing_latency_seconds_count 3`,
+		`tmkms_enclave_up{chain_id="metrics-chain"} 1`,
+		`tmkms_last_signed_height{chain_id="metrics-chain"} 3`,
+		`tmkms_validator_connected{chain_id="metrics-chain"} 1`,
+		`tmkms_state_persist_seconds_count{chain_id="metrics-chain"} 3`,
+		`tmkms_signing_latency_seconds_count{chain_id="metrics-chain"} 3`,
 	}
 	var body string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {

@@ -49,7 +49,8 @@ func TestLogSinkCountsEvents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs bytes.Buffer
 			var got []enclaveproto.Event
-			m := metrics.New(metrics.Options{ChainID: "c"})
+			m := metrics.NewSet(metrics.Options{})
+			m.Chain("c")
 			sink := &LogSink{Log: slog.New(slog.NewTextHandler(&logs, nil)), Metrics: m, Events: func(ev enclaveproto.Event) { got = append(got, ev) }}
 			host, enclave := net.Pipe()
 			done := make(chan error, 1)
@@ -62,11 +63,11 @@ func TestLogSinkCountsEvents(t *testing.T) {
 			}
 			enclave.Close()
 			<-done
-			if v := value(t, m, "tmkms_signatures_total", "type", "prevote"); v != tt.signatures {
+			if v := value(t, m, "c", "tmkms_signatures_total", "type", "prevote"); v != tt.signatures {
 				t.Errorf("signatures = %v, want %v", v, tt.signatures)
 			}
 			for reason, want := range tt.refusals {
-				if v := value(t, m, "tmkms_refusals_total", "reason", reason); v != want {
+				if v := value(t, m, "c", "tmkms_refusals_total", "reason", reason); v != want {
 					t.Errorf("refusals{reason=%q} = %v, want %v", reason, v, want)
 				}
 			}
@@ -81,24 +82,80 @@ func TestLogSinkCountsEvents(t *testing.T) {
 }
 
 // TestLogSinkSignedValues checks that a signature's position and latency
-// reach the gauges and the histogram as sent.
+// reach the gauges and the histogram of its chain as sent, and nothing of
+// another chain.
 func TestLogSinkSignedValues(t *testing.T) {
-	m := metrics.New(metrics.Options{})
+	m := metrics.NewSet(metrics.Options{})
+	m.Chain("c")
+	m.Chain("d")
 	sink := &LogSink{Log: slog.New(slog.DiscardHandler), Metrics: m}
 	sink.count(&enclaveproto.Signed{ChainID: "c", Height: 1200, Round: 3, Step: 3, Latency: 2 * time.Millisecond})
 	for name, want := range map[string]float64{"tmkms_last_signed_height": 1200, "tmkms_last_signed_round": 3, "tmkms_last_signed_step": 3} {
-		if v := value(t, m, name, "", ""); v != want {
+		if v := value(t, m, "c", name, "", ""); v != want {
 			t.Errorf("%s = %v, want %v", name, v, want)
 		}
+		if v := value(t, m, "d", name, "", ""); v != 0 {
+			t.Errorf("%s of the other chain = %v, want 0", name, v)
+		}
 	}
-	if v := value(t, m, "tmkms_signatures_total", "type", "precommit"); v != 1 {
+	if v := value(t, m, "c", "tmkms_signatures_total", "type", "precommit"); v != 1 {
 		t.Errorf("precommit signatures = %v, want 1", v)
+	}
+	if v := value(t, m, "d", "tmkms_signatures_total", "type", "precommit"); v != 0 {
+		t.Errorf("precommit signatures of the other chain = %v, want 0", v)
 	}
 }
 
-// value gathers m and returns the metric name's value in the series whose
-// label has that value (any series when label is ""), or -1 if none has.
-func value(t *testing.T, m *metrics.Metrics, name, label, labelValue string) float64 {
+// TestLogSinkUnknownChain: the events of a chain not registered in the
+// Set are passed on but counted nowhere and create no series.
+func TestLogSinkUnknownChain(t *testing.T) {
+	m := metrics.NewSet(metrics.Options{})
+	m.Chain("c")
+	events := 0
+	sink := &LogSink{Log: slog.New(slog.DiscardHandler), Metrics: m, Events: func(enclaveproto.Event) { events++ }}
+	host, enclave := net.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- sink.serveConn(t.Context(), host) }()
+	c := enclaveproto.NewConn(enclave, enclaveproto.MaxLogPayload)
+	for _, msg := range []enclaveproto.Message{
+		&enclaveproto.Signed{ChainID: "unknown", Height: 5, Step: 2},
+		&enclaveproto.Refused{ChainID: "unknown", Reason: enclaveproto.ReasonDoubleSign},
+	} {
+		if err := c.Send(t.Context(), msg, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enclave.Close()
+	<-done
+	if events != 2 {
+		t.Errorf("Events saw %d events, want 2", events)
+	}
+	if m.Lookup("unknown") != nil {
+		t.Error("an event registered its chain")
+	}
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, s := range f.GetMetric() {
+			if hasLabel(s, "chain_id", "unknown") {
+				t.Errorf("%s: a series of the unknown chain", f.GetName())
+			}
+		}
+	}
+	if v := value(t, m, "c", "tmkms_signatures_total", "type", "prevote"); v != 0 {
+		t.Errorf("the registered chain counted %v signatures, want 0", v)
+	}
+	if v := value(t, m, "c", "tmkms_refusals_total", "reason", "double_sign"); v != 0 {
+		t.Errorf("the registered chain counted %v refusals, want 0", v)
+	}
+}
+
+// value gathers m and returns the metric name's value in chain's series
+// whose label has that value (any series of chain when label is ""), or
+// -1 if none has.
+func value(t *testing.T, m *metrics.Set, chain, name, label, labelValue string) float64 {
 	t.Helper()
 	families, err := m.Registry().Gather()
 	if err != nil {
@@ -109,7 +166,7 @@ func value(t *testing.T, m *metrics.Metrics, name, label, labelValue string) flo
 			continue
 		}
 		for _, s := range f.GetMetric() {
-			if label == "" || hasLabel(s, label, labelValue) {
+			if hasLabel(s, "chain_id", chain) && (label == "" || hasLabel(s, label, labelValue)) {
 				if s.GetCounter() != nil {
 					return s.GetCounter().GetValue()
 				}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"gopkg.in/yaml.v3"
 )
 
@@ -26,6 +27,47 @@ const metricPrefix = "tmkms_"
 // not preceded by an identifier character, so that a label value such as
 // job="tmkms" or a longer name such as x_tmkms_y is not taken for one.
 var metricRef = regexp.MustCompile(`(?:^|[^a-zA-Z0-9_:])(` + metricPrefix + `[a-zA-Z0-9_:]*)`)
+
+// chainFilter is the matcher that keeps a dashboard query to its row's
+// chains.
+const chainFilter = `chain_id=~"$chain_id"`
+
+// selectorRef matches a metric name of this project and its label
+// matchers, if any (the braces right after the name).
+var selectorRef = regexp.MustCompile(`(?:^|[^a-zA-Z0-9_:])(` + metricPrefix + `[a-zA-Z0-9_:]*)(\{[^}]*\})?`)
+
+// unfiltered returns the project's metrics a PromQL expression selects
+// without the matcher chainFilter.
+func unfiltered(expr string) []string {
+	var names []string
+	for _, m := range selectorRef.FindAllStringSubmatch(expr, -1) {
+		if !strings.Contains(m[2], chainFilter) {
+			names = append(names, m[1])
+		}
+	}
+	return names
+}
+
+// grouping matches the label lists of PromQL's aggregation and vector
+// matching clauses.
+var grouping = regexp.MustCompile(`\b(by|without|on|ignoring)\s*\(([^)]*)\)`)
+
+// dropsChain returns the clauses of a PromQL expression that drop the
+// chain_id label: a by or on list without it, a without or ignoring list
+// with it.
+func dropsChain(expr string) []string {
+	var clauses []string
+	for _, m := range grouping.FindAllStringSubmatch(expr, -1) {
+		has := false
+		for _, l := range strings.Split(m[2], ",") {
+			has = has || strings.TrimSpace(l) == "chain_id"
+		}
+		if keep := m[1] == "by" || m[1] == "on"; keep != has {
+			clauses = append(clauses, m[0])
+		}
+	}
+	return clauses
+}
 
 // metricNames returns the project's metric names in a PromQL expression or
 // a text that mentions them.
@@ -45,10 +87,11 @@ func metricNames(s string) []string {
 // prose may name.
 func exportedNames(t *testing.T) (series, families map[string]bool) {
 	t.Helper()
-	m := New(Options{ChainID: "chain-a"})
+	s := NewSet(Options{})
+	m := s.Chain("chain-a")
 	m.EnableHA()
 	m.HADecider("signer-a")
-	gathered, err := m.reg.Gather()
+	gathered, err := s.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +101,13 @@ func exportedNames(t *testing.T) (series, families map[string]bool) {
 		families[name] = true
 		if !strings.HasPrefix(name, metricPrefix) && !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") {
 			t.Errorf("exported metric %s does not start with %s: the assets test would not see references to it", name, metricPrefix)
+		}
+		for _, series := range f.GetMetric() {
+			if strings.HasPrefix(name, metricPrefix) && !slices.ContainsFunc(series.GetLabel(), func(l *dto.LabelPair) bool {
+				return l.GetName() == "chain_id" && l.GetValue() == "chain-a"
+			}) {
+				t.Errorf("%s%v: no chain_id label", name, series.GetLabel())
+			}
 		}
 		switch f.GetType().String() { // client_model's MetricType
 		case "HISTOGRAM":
@@ -94,6 +144,45 @@ func TestMetricNames(t *testing.T) {
 	} {
 		if got := metricNames(c.in); !slices.Equal(got, c.want) {
 			t.Errorf("metricNames(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestUnfiltered(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{`sum by (type) (rate(tmkms_signatures_total{chain_id=~"$chain_id"}[5m]))`, nil},
+		{`sum by (type) (rate(tmkms_signatures_total[5m]))`, []string{"tmkms_signatures_total"}},
+		{`tmkms_enclave_up and on (job, instance) tmkms_signatures_total{chain_id=~"$chain_id"}`, []string{"tmkms_enclave_up"}},
+		{`tmkms_enclave_up{job="tmkms"} and tmkms_validator_connected{job="tmkms",chain_id=~"$chain_id"}`, []string{"tmkms_enclave_up"}},
+		{`tmkms_last_signed_height{chain_id="a"}`, []string{"tmkms_last_signed_height"}},
+		{`up{job="tmkms"} == 0`, nil},
+	} {
+		if got := unfiltered(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("unfiltered(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestDropsChain(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{`sum by (chain_id) (increase(tmkms_signatures_total[1m])) == 0`, nil},
+		{`sum by (job, instance, le) (rate(x[5m]))`, []string{"by (job, instance, le)"}},
+		{`sum by(instance,chain_id,le) (rate(x[5m]))`, nil},
+		{`a and on (job, instance) b`, []string{"on (job, instance)"}},
+		{`a and on (chain_id) b`, nil},
+		{`sum without (type) (x)`, nil},
+		{`sum without (instance, chain_id) (x)`, []string{"without (instance, chain_id)"}},
+		{`a / ignoring (chain_id) b`, []string{"ignoring (chain_id)"}},
+		{`tmkms_enclave_up == 0`, nil},
+	} {
+		if got := dropsChain(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("dropsChain(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }
@@ -138,6 +227,15 @@ func TestAlertRulesNameExportedMetrics(t *testing.T) {
 			for _, n := range names {
 				if !exported[n] {
 					t.Errorf("alert %s: expression names %s, which the helper does not export", r.Alert, n)
+				}
+			}
+			// Every series has a chain: an alert about them names it.
+			if len(names) > 0 {
+				for _, c := range dropsChain(r.Expr) {
+					t.Errorf("alert %s: %q drops the chain_id label: %s", r.Alert, c, r.Expr)
+				}
+				if !strings.Contains(r.Annotations["summary"], "$labels.chain_id") {
+					t.Errorf("alert %s: the summary does not name the chain: %s", r.Alert, r.Annotations["summary"])
 				}
 			}
 			if r.Labels["severity"] == "" || r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
@@ -275,8 +373,8 @@ func TestDashboard(t *testing.T) {
 		}
 		for _, q := range p.Targets {
 			checkDS("panel "+p.Title+" query "+q.RefID, q.Datasource)
-			if !strings.Contains(q.Expr, `chain_id=~"$chain_id"`) {
-				t.Errorf("panel %q query %s: not filtered by the row's chain: %s", p.Title, q.RefID, q.Expr)
+			for _, n := range unfiltered(q.Expr) {
+				t.Errorf("panel %q query %s: %s not filtered by the row's chain (%s): %s", p.Title, q.RefID, n, chainFilter, q.Expr)
 			}
 			names := metricNames(q.Expr)
 			if len(names) == 0 {

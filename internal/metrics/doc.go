@@ -1,28 +1,31 @@
 // Package metrics holds the helper's Prometheus metrics and its /healthz.
 //
-// The host reports events (a signature released, a refusal, a state
-// persisted, a validator connection up or down, an enclave configured)
-// through the methods of [Metrics]; [Metrics.Handler] serves them on
-// /metrics with /healthz beside, and [Metrics.Serve] runs that handler on
-// its own address. Each [Metrics] has its own registry: there is no
-// package-level state.
-//
-// The text below, down to the end of this comment, is the README section.
+// A helper has one [Set]: one registry, with the Go runtime (go_*) and
+// process (process_*) collectors, served by [Set.Handler] on /metrics
+// with /healthz beside ([Set.Serve] runs that handler on its own
+// address). Each chain the helper signs for has its [Metrics], made by
+// [Set.Chain]; the host reports that chain's events through them (a
+// signature released, a refusal, a state persisted, a validator
+// connection up or down, an enclave configured, an etcd commit).
+// [Set.Lookup] finds a registered chain's Metrics and never creates one,
+// so that a chain id received from elsewhere cannot add label values.
+// There is no package-level state.
 //
 // # Metrics and health
 //
-// The helper serves Prometheus metrics on /metrics and a health check on
-// /healthz at the configured metrics address. Besides the Go runtime
-// (go_*) and process (process_*) metrics, it exports:
+// Every tmkms_* series carries the chain_id label of its chain. Besides
+// the Go runtime and process metrics, which are the helper's, the Set
+// exports for each chain:
 //
-//   - tmkms_signatures_total{chain_id,type} (counter): signatures the
-//     enclave released, by type: proposal, prevote, precommit. A repeated
-//     request answered with the stored signature is not counted.
-//   - tmkms_refusals_total{chain_id,reason} (counter): signing requests the
-//     enclave refused, by reason: double_sign, regression (height, round or
-//     step below the last signed), wrong_chain_id, persist_failed (the
-//     state could not be made durable, so nothing was signed), invalid
-//     (malformed request), other.
+//   - tmkms_signatures_total{type} (counter): signatures the enclave
+//     released, by type: proposal, prevote, precommit. A repeated request
+//     answered with the stored signature is not counted.
+//   - tmkms_refusals_total{reason} (counter): signing requests the enclave
+//     refused, by reason: double_sign, regression (height, round or step
+//     below the last signed), wrong_chain_id, persist_failed (the state
+//     could not be made durable, so nothing was signed), invalid
+//     (malformed request), cluster_unavailable and cluster_lost_race
+//     (with etcd), other.
 //   - tmkms_signing_latency_seconds (histogram, 0.1 ms to 5 s): from the
 //     enclave receiving a signing request to releasing the signature,
 //     including the state round trip to the helper.
@@ -36,72 +39,34 @@
 //   - tmkms_state_persist_failures_total (counter): states the helper failed
 //     or refused to persist; the enclave signed nothing for each.
 //   - tmkms_validator_connected (gauge): 1 while the helper holds a
-//     connection to the node's priv_validator_laddr.
+//     connection to the chain's node's priv_validator_laddr.
 //   - tmkms_validator_reconnects_total (counter): redials of the validator
 //     after a connection ended or failed.
-//   - tmkms_enclave_up (gauge): 1 when the last configuration push (every
-//     second) reached the enclave.
+//   - tmkms_enclave_up (gauge): 1 when the chain's last configuration push
+//     (every second) reached the enclave.
 //   - tmkms_credentials_expiry_timestamp_seconds (gauge): Unix time at
-//     which the AWS credentials pushed to the enclave expire; 0 for static
-//     credentials that never expire.
+//     which the AWS credentials pushed to the enclave with the chain's
+//     configuration expire; 0 for static credentials that never expire.
 //
-// /healthz answers 200 "ok" when the enclave is up and a signature was
-// released within the health window (default 60 s; no signature is
-// required during the first window after start). Otherwise it answers 503
-// with one line giving the reason, e.g. "enclave unreachable" or
-// "no signature for 1m30s".
+// With host-relayed [ha] ([Metrics.EnableHA]), each chain has its own
+// decision record in etcd, and the chain's
+// tmkms_ha_commits_total{result}, tmkms_ha_commit_seconds,
+// tmkms_ha_etcd_up, tmkms_ha_instances_alive and
+// tmkms_ha_decision_instance{instance}.
 //
-// Example alert rules (Prometheus rule file; adjust job and thresholds):
+// The signature and refusal series of a chain start at 0, so that
+// increase() sees the first event.
 //
-//	groups:
-//	  - name: tmkms-nitro
-//	    rules:
-//	      - alert: TmkmsNoSignature
-//	        # Nothing signed for 2 minutes (including never since a start
-//	        # more than 2 minutes ago).
-//	        expr: |
-//	          time() - tmkms_last_signature_timestamp_seconds > 120
-//	            and time() - process_start_time_seconds > 120
-//	        labels: {severity: critical}
-//	        annotations:
-//	          summary: "{{ $labels.instance }}: no signature released for 2 minutes"
-//	      - alert: TmkmsEnclaveDown
-//	        expr: tmkms_enclave_up == 0
-//	        for: 30s
-//	        labels: {severity: critical}
-//	        annotations:
-//	          summary: "{{ $labels.instance }}: the enclave is unreachable"
-//	      - alert: TmkmsHelperDown
-//	        expr: up{job="tmkms"} == 0
-//	        for: 1m
-//	        labels: {severity: critical}
-//	        annotations:
-//	          summary: "{{ $labels.instance }}: the helper's metrics cannot be scraped"
-//	      - alert: TmkmsRefusals
-//	        # Any refusal: a double sign or regression attempt, a wrong chain
-//	        # id, or a state that could not be persisted.
-//	        expr: sum by (instance, chain_id, reason) (increase(tmkms_refusals_total[5m])) > 0
-//	        labels: {severity: warning}
-//	        annotations:
-//	          summary: "{{ $labels.instance }}: {{ $value }} signing refusals ({{ $labels.reason }}) in 5m"
-//	      - alert: TmkmsCredentialsExpiring
-//	        # The helper refreshes instance-role credentials well before
-//	        # they expire; this fires when refreshing has stopped working.
-//	        expr: |
-//	          tmkms_credentials_expiry_timestamp_seconds > 0
-//	            and tmkms_credentials_expiry_timestamp_seconds - time() < 900
-//	        labels: {severity: critical}
-//	        annotations:
-//	          summary: "{{ $labels.instance }}: the enclave's AWS credentials expire within 15 minutes"
-//	      - alert: TmkmsSlowStatePersist
-//	        expr: |
-//	          histogram_quantile(0.99,
-//	            sum by (instance, le) (rate(tmkms_state_persist_seconds_bucket[5m]))) > 0.1
-//	        for: 5m
-//	        labels: {severity: warning}
-//	        annotations:
-//	          summary: "{{ $labels.instance }}: p99 state persist latency above 100 ms"
+// /healthz answers 200 "ok" when every chain is healthy ([Set.Health]):
+// the enclave is up for it, and a signature was released within the
+// health window (default 60 s; none is required during the first window
+// after the chain was registered), or, in a set of instances, the
+// cluster rules of [Metrics.Health] hold. Otherwise it answers 503 with
+// one line naming each unhealthy chain and why, e.g.
+// "chain-a: no signature for 1m30s; chain-b: enclave unreachable". A
+// Set without chains is unhealthy: "no chain configured".
 //
-// Refusal counters start at 0 for the configured chain, so increase()
-// sees the first refusal. Scrape every 15 s or faster for these windows.
+// The alert rules and the Grafana dashboard for these metrics are in
+// deploy/monitoring (alerts.yml, tested by alerts_test.yml, and
+// dashboard.json); docs/operations.md describes them.
 package metrics

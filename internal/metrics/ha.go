@@ -15,37 +15,42 @@ const (
 	CommitUnavailable = "unavailable" // etcd unreachable or without quorum; nothing was signed
 )
 
-// haMetrics exist only with an [ha] table.
+// haMetrics exist only with an [ha] table, per chain (each chain has its
+// own decision record in etcd); like the chain's other series, each
+// carries its chain_id label.
 type haMetrics struct {
 	// tmkms_ha_commits_total{result}: compare-and-swap attempts of the
 	// enclave's decisions, by outcome (won, lost, stale, unavailable).
 	commits *prometheus.CounterVec
 	// tmkms_ha_commit_seconds: etcd round trip of one attempt.
 	latency prometheus.Histogram
-	// tmkms_ha_etcd_up: 1 while etcd answers linearizable reads, else 0.
+	// tmkms_ha_etcd_up: 1 while etcd answers the chain's linearizable
+	// reads, else 0.
 	etcdUp prometheus.Gauge
-	// tmkms_ha_instances_alive: signer instances holding a live lease.
+	// tmkms_ha_instances_alive: signer instances of the chain holding a
+	// live lease.
 	alive prometheus.Gauge
 	// tmkms_ha_decision_instance{instance}: 1 for the instance whose
-	// decision is the cluster's latest as this helper saw it (the one
+	// decision is the chain's latest as this helper saw it (the one
 	// signing), 0 for the others seen before.
 	decider *prometheus.GaugeVec
 	last    string
 	up      bool // etcd had quorum at the last check
 }
 
-// EnableAnchor makes /healthz fit an instance of an anchored set: the
-// enclave reaches etcd itself, so this helper cannot see quorum, and a
-// standby signs nothing. Healthy is then the enclave up and no decision
-// of this instance refused for want of the anchor since its last
-// signature (within the health window).
+// EnableAnchor makes the chain's health fit an instance of an anchored
+// set: the enclave reaches etcd itself, so this helper cannot see quorum,
+// and a standby signs nothing. Healthy is then the enclave up and no
+// decision of this instance refused for want of the anchor since its
+// last signature (within the health window).
 func (m *Metrics) EnableAnchor() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.anchored = true
 }
 
-// EnableHA registers the high-availability metrics.
+// EnableHA registers the chain's high-availability metrics; later calls
+// do nothing.
 func (m *Metrics) EnableHA() {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,34 +36,134 @@ var latencyBuckets = []float64{
 // DefaultHealthWindow is Options.HealthWindow's default.
 const DefaultHealthWindow = 60 * time.Second
 
-// Options configure New.
+// Options configure NewSet.
 type Options struct {
-	// HealthWindow: /healthz is unhealthy when no signature was released
-	// for this long (default 60 s). The same span after start is a grace
-	// period in which no signature is required yet.
+	// HealthWindow: a chain is unhealthy when no signature was released
+	// for it for this long (default 60 s). The same span after the chain
+	// was registered is a grace period in which no signature is required
+	// yet.
 	HealthWindow time.Duration
 	// Now is the clock (default time.Now); tests inject one.
 	Now func() time.Time
-	// ChainID, when set, creates every tmkms_signatures_total and
-	// tmkms_refusals_total series for that chain at 0, so that rate() and
-	// increase() see the first event instead of a series appearing at 1.
-	ChainID string
 }
 
-// Metrics are the helper's Prometheus metrics and health state. All
-// methods are safe for concurrent use; each Metrics has its own registry.
-type Metrics struct {
+// Set is a helper's metrics: one registry, served on one /metrics with
+// one /healthz, holding the Go runtime (go_*) and process (process_*)
+// collectors and the [Metrics] of each chain the helper signs for, every
+// series of which carries that chain's chain_id label. All methods are
+// safe for concurrent use; each Set has its own registry.
+type Set struct {
 	reg    *prometheus.Registry
 	now    func() time.Time
 	window time.Duration
-	start  time.Time
 
-	// tmkms_signatures_total{chain_id,type}: signatures the enclave
-	// released (a repeated request answered with the stored signature is
-	// not counted: the enclave reports no Signed event for it).
+	mu     sync.Mutex
+	chains map[string]*Metrics
+
+	handlerOnce sync.Once
+	handler     http.Handler
+}
+
+// NewSet returns a Set without chains on a fresh registry.
+func NewSet(opts Options) *Set {
+	if opts.HealthWindow <= 0 {
+		opts.HealthWindow = DefaultHealthWindow
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Set{
+		reg:    prometheus.NewRegistry(),
+		now:    opts.Now,
+		window: opts.HealthWindow,
+		chains: map[string]*Metrics{},
+	}
+	s.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return s
+}
+
+// Chain returns the metrics of chainID, registering them on the first
+// call (later calls return the same value). Every series of a chain
+// carries chain_id="chainID"; its tmkms_signatures_total and
+// tmkms_refusals_total series are created at 0, so that rate() and
+// increase() see the first event instead of a series appearing at 1. The
+// chain's health grace period starts at the first call. chainID must not
+// be empty (Chain panics): a series with an empty label is one without
+// it.
+func (s *Set) Chain(chainID string) *Metrics {
+	if chainID == "" {
+		panic("metrics: Chain with an empty chain id")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.chains[chainID]; m != nil {
+		return m
+	}
+	m := newMetrics(chainID, prometheus.WrapRegistererWith(prometheus.Labels{"chain_id": chainID}, s.reg), s.now, s.window)
+	s.chains[chainID] = m
+	return m
+}
+
+// Lookup returns the metrics of chainID if Chain registered them, else
+// nil: a chain id that arrives from elsewhere (the enclave's events)
+// cannot create series.
+func (s *Set) Lookup(chainID string) *Metrics {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.chains[chainID]
+}
+
+// Registry returns the registry, to add collectors or gather in tests.
+func (s *Set) Registry() *prometheus.Registry { return s.reg }
+
+// Health reports whether the helper is healthy and, if not, why in one
+// line. It is healthy when every registered chain is ([Metrics.Health]);
+// otherwise the reason names each unhealthy chain, in chain id order:
+// "chain-a: no signature for 2m0s; chain-b: enclave unreachable". With
+// no chain registered it is unhealthy ("no chain configured"): a helper
+// that signs for no chain serves no validator.
+func (s *Set) Health() (ok bool, reason string) {
+	s.mu.Lock()
+	chains := slices.Sorted(maps.Keys(s.chains))
+	ms := make([]*Metrics, len(chains))
+	for i, id := range chains {
+		ms[i] = s.chains[id]
+	}
+	s.mu.Unlock()
+	if len(ms) == 0 {
+		return false, "no chain configured"
+	}
+	var bad []string
+	for i, m := range ms {
+		if ok, why := m.Health(); !ok {
+			bad = append(bad, chains[i]+": "+why)
+		}
+	}
+	if len(bad) > 0 {
+		return false, strings.Join(bad, "; ")
+	}
+	return true, ""
+}
+
+// Metrics are one chain's Prometheus metrics and health state, every
+// series labelled with its chain_id; [Set.Chain] makes them. All methods
+// are safe for concurrent use.
+type Metrics struct {
+	chainID string
+	reg     prometheus.Registerer // adds chain_id to what it registers
+	now     func() time.Time
+	window  time.Duration
+	start   time.Time
+
+	// tmkms_signatures_total{type}: signatures the enclave released (a
+	// repeated request answered with the stored signature is not counted:
+	// the enclave reports no Signed event for it).
 	signatures *prometheus.CounterVec
-	// tmkms_refusals_total{chain_id,reason}: signing requests the enclave
-	// refused, by reason (enclaveproto.Reason, which the enclave chooses).
+	// tmkms_refusals_total{reason}: signing requests the enclave refused,
+	// by reason (enclaveproto.Reason, which the enclave chooses).
 	refusals *prometheus.CounterVec
 	// tmkms_signing_latency_seconds: time from the enclave receiving a
 	// signing request to releasing the signature, including the state
@@ -87,12 +190,12 @@ type Metrics struct {
 	// tmkms_validator_reconnects_total: times the bridge redialed the
 	// validator after a connection ended or failed.
 	reconnects prometheus.Counter
-	// tmkms_enclave_up: 1 when the last configuration push reached the
-	// enclave and it answered, else 0.
+	// tmkms_enclave_up: 1 when the chain's last configuration push
+	// reached the enclave and it answered, else 0.
 	enclaveUp prometheus.Gauge
 	// tmkms_credentials_expiry_timestamp_seconds: Unix time at which the
-	// AWS credentials last pushed to the enclave expire; 0 for static
-	// credentials that never expire.
+	// AWS credentials last pushed to the enclave with the chain's
+	// configuration expire; 0 for static credentials that never expire.
 	credsExpiry prometheus.Gauge
 
 	mu            sync.Mutex
@@ -102,30 +205,21 @@ type Metrics struct {
 	enclaveOK     bool
 	lastSigned    time.Time // zero before the first signature
 	everSigned    bool
-	handlerOnce   sync.Once
-	handler       http.Handler
 }
 
-// New returns metrics on a fresh registry, which also carries the Go
-// runtime (go_*) and process (process_*) collectors.
-func New(opts Options) *Metrics {
-	if opts.HealthWindow <= 0 {
-		opts.HealthWindow = DefaultHealthWindow
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+func newMetrics(chainID string, reg prometheus.Registerer, now func() time.Time, window time.Duration) *Metrics {
 	m := &Metrics{
-		reg:    prometheus.NewRegistry(),
-		now:    opts.Now,
-		window: opts.HealthWindow,
-		start:  opts.Now(),
+		chainID: chainID,
+		reg:     reg,
+		now:     now,
+		window:  window,
+		start:   now(),
 		signatures: counterVec("tmkms_signatures_total",
 			"Signatures the enclave released, by chain and type (proposal, prevote, precommit).",
-			"chain_id", "type"),
+			"type"),
 		refusals: counterVec("tmkms_refusals_total",
 			"Signing requests the enclave refused, by chain and reason (double_sign, regression, wrong_chain_id, persist_failed, invalid, other).",
-			"chain_id", "reason"),
+			"reason"),
 		signLatency: latencyHistogram("tmkms_signing_latency_seconds",
 			"Time from the enclave receiving a signing request to releasing the signature, state persistence included."),
 		lastHeight: gauge("tmkms_last_signed_height",
@@ -145,7 +239,7 @@ func New(opts Options) *Metrics {
 		reconnects: counter("tmkms_validator_reconnects_total",
 			"Times the bridge redialed the validator after a connection ended or failed."),
 		enclaveUp: gauge("tmkms_enclave_up",
-			"1 when the last configuration push reached the enclave, else 0."),
+			"1 when the chain's last configuration push reached the enclave, else 0."),
 		credsExpiry: gauge("tmkms_credentials_expiry_timestamp_seconds",
 			"Unix time at which the AWS credentials pushed to the enclave expire; 0 if they never expire."),
 	}
@@ -154,16 +248,12 @@ func New(opts Options) *Metrics {
 		m.lastHeight, m.lastRound, m.lastStep, m.lastSignedAt,
 		m.persistLatency, m.persistFailures,
 		m.validatorUp, m.reconnects, m.enclaveUp, m.credsExpiry,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	if opts.ChainID != "" {
-		for _, t := range signatureTypes {
-			m.signatures.WithLabelValues(opts.ChainID, t)
-		}
-		for _, r := range enclaveproto.Reasons() {
-			m.refusals.WithLabelValues(opts.ChainID, string(r))
-		}
+	for _, t := range signatureTypes {
+		m.signatures.WithLabelValues(t)
+	}
+	for _, r := range enclaveproto.Reasons() {
+		m.refusals.WithLabelValues(string(r))
 	}
 	return m
 }
@@ -191,13 +281,13 @@ func latencyHistogram(name, help string) prometheus.Histogram {
 	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: latencyBuckets})
 }
 
-// Registry returns the registry, to add collectors or gather in tests.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+// ChainID returns the chain the metrics are labelled with.
+func (m *Metrics) ChainID() string { return m.chainID }
 
 // Signed records one signature the enclave released (its Signed event).
 // step is the step's name ("proposal", "prevote", "precommit").
-func (m *Metrics) Signed(chainID, msgType string, height int64, round int32, step string, latency time.Duration) {
-	m.signatures.WithLabelValues(chainID, msgType).Inc()
+func (m *Metrics) Signed(msgType string, height int64, round int32, step string, latency time.Duration) {
+	m.signatures.WithLabelValues(msgType).Inc()
 	m.signLatency.Observe(max(latency, 0).Seconds())
 	m.lastHeight.Set(float64(height))
 	m.lastRound.Set(float64(round))
@@ -212,11 +302,11 @@ func (m *Metrics) Signed(chainID, msgType string, height int64, round int32, ste
 // Refused records one refused signing request (the enclave's Refused
 // event). An unknown reason is recorded as other, so that the label's
 // cardinality stays bounded.
-func (m *Metrics) Refused(chainID string, reason enclaveproto.Reason) {
+func (m *Metrics) Refused(reason enclaveproto.Reason) {
 	if !reason.Known() {
 		reason = enclaveproto.ReasonOther
 	}
-	m.refusals.WithLabelValues(chainID, string(reason)).Inc()
+	m.refusals.WithLabelValues(string(reason)).Inc()
 	if reason == enclaveproto.ReasonCluster {
 		m.mu.Lock()
 		m.clusterFailed = m.now()
@@ -260,9 +350,10 @@ func (m *Metrics) CredentialsExpiry(t time.Time) {
 	m.credsExpiry.Set(float64(t.Unix()))
 }
 
-// Health reports whether the helper is healthy and, if not, why in one
-// line: the enclave must be up, and a signature must have been released
-// within the health window (not required during the window after start).
+// Health reports whether the chain is healthy and, if not, why in one
+// line: the enclave must be up for it, and a signature must have been
+// released within the health window (not required during the window
+// after the chain was registered).
 // With high availability a standby instance signs nothing, so instead of
 // a recent signature etcd must have quorum (host-relayed [ha]) or this
 // instance's last decision must not have been refused for want of the
@@ -294,26 +385,27 @@ func (m *Metrics) Health() (ok bool, reason string) {
 	}
 }
 
-// Handler serves /metrics (Prometheus exposition of this registry) and
-// /healthz (200 "ok", or 503 with a one-line reason).
-func (m *Metrics) Handler() http.Handler {
-	m.handlerOnce.Do(func() {
+// Handler serves /metrics (Prometheus exposition of the registry, every
+// chain's series) and /healthz (200 "ok", or 503 with the one-line reason
+// of Health).
+func (s *Set) Handler() http.Handler {
+	s.handlerOnce.Do(func() {
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
 			ErrorHandling:     promhttp.ContinueOnError,
 			Timeout:           10 * time.Second,
 			EnableOpenMetrics: true,
 		}))
-		mux.HandleFunc("GET /healthz", m.serveHealth)
-		m.handler = mux
+		mux.HandleFunc("GET /healthz", s.serveHealth)
+		s.handler = mux
 	})
-	return m.handler
+	return s.handler
 }
 
-func (m *Metrics) serveHealth(w http.ResponseWriter, _ *http.Request) {
+func (s *Set) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	ok, reason := m.Health()
+	ok, reason := s.Health()
 	if !ok {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, reason)
@@ -324,20 +416,20 @@ func (m *Metrics) serveHealth(w http.ResponseWriter, _ *http.Request) {
 
 // Serve listens on addr (host:port) and serves Handler until ctx ends,
 // then shuts the server down. A failure to listen is returned at once.
-func (m *Metrics) Serve(ctx context.Context, addr string, log *slog.Logger) error {
+func (s *Set) Serve(ctx context.Context, addr string, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics: failed to listen on %s: %w", addr, err)
 	}
-	return m.serve(ctx, ln, log)
+	return s.serve(ctx, ln, log)
 }
 
-func (m *Metrics) serve(ctx context.Context, ln net.Listener, log *slog.Logger) error {
+func (s *Set) serve(ctx context.Context, ln net.Listener, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	srv := &http.Server{
-		Handler:           m.Handler(),
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
