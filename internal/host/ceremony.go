@@ -74,9 +74,9 @@ type Ceremony struct {
 	// AnchorFingerprint binds the consensus key to an anchor sealed by an
 	// earlier ceremony, when Anchor is nil; "" for none.
 	AnchorFingerprint string
-	Import   []byte       // the consensus seed to import; nil: KMS generates it
-	KeyType  string       // the consensus key's type (signer.KeyTypes); "": ed25519
-	Force    bool         // replace existing sealed files
+	Import            []byte // the consensus seed to import; nil: KMS generates it
+	KeyType           string // the consensus key's type (signer.KeyTypes); "": ed25519
+	Force             bool   // replace existing sealed files
 }
 
 // Paths say where the sealed files go; no identity key is sealed when

@@ -16,7 +16,7 @@ import (
 // events. Records are read by people only: what the enclave did is taken
 // from its events, never from the wording of its logs.
 type LogSink struct {
-	Log     *slog.Logger
+	Log *slog.Logger
 	// Metrics, optional, counts signatures and refusals under their
 	// chain's metrics; events for a chain it does not know are not
 	// counted, so that what the enclave names cannot add series.

@@ -100,6 +100,8 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	case werr != nil && !errors.Is(werr, context.Canceled):
 		return werr
+	case len(chains) == 1:
+		return errors.Unwrap(errs[0]) // the file's only chain: its error, as is
 	}
 	return fmt.Errorf("%w: %w", ErrAllChainsFailed, errors.Join(errs...))
 }

@@ -41,9 +41,9 @@ type InitOptions struct {
 	// ("" for the only chain); default unix://<home>/privval.sock, or
 	// privval-<chain id>.sock with several chains.
 	Addresses map[string]string
-	Force     bool // replace existing keys
-	Nonce    []byte   // echoed in the attestation documents; nil: a random one
-	KeyType  string   // the consensus key's type (signer.KeyTypes); "": ed25519
+	Force     bool   // replace existing keys
+	Nonce     []byte // echoed in the attestation documents; nil: a random one
+	KeyType   string // the consensus key's type (signer.KeyTypes); "": ed25519
 	// Anchor, when set, is sealed first, the consensus key is bound to
 	// it, and tmkms.toml gets an [ha] table naming the sealed anchor.
 	Anchor   *host.AnchorFiles

@@ -27,6 +27,11 @@ func Replicate(from, to string, o ReplicaOptions) error {
 	if _, err := os.Stat(to); err == nil {
 		return fmt.Errorf("local replicate: %s already exists", to)
 	}
+	if c, err := config.Load(filepath.Join(from, "tmkms.toml")); err != nil {
+		return fmt.Errorf("local replicate: %w", err)
+	} else if o.Address != "" && len(c.Validators) > 0 {
+		return fmt.Errorf("local replicate: %s serves %d chains; a single --address cannot name their nodes (edit the copy's tmkms.toml instead)", from, len(c.Validators))
+	}
 	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -51,28 +56,33 @@ func Replicate(from, to string, o ReplicaOptions) error {
 		return fmt.Errorf("local replicate: %w", err)
 	}
 	return editConfig(to, func(c *config.Config) {
-		paths := []*string{&c.SealedConsensusKeyPath, &c.SealedIDKeyPath, &c.StateFilePath}
-		if c.HA != nil {
-			paths = append(paths, &c.HA.SealedAnchorPath, &c.HA.CAFile, &c.HA.CertFile, &c.HA.KeyFile)
-			if o.Instance != "" {
-				c.HA.Instance = o.Instance
-			}
-		}
-		for _, p := range paths {
-			if *p == "" {
-				continue
-			}
-			if rel, err := filepath.Rel(from, *p); err == nil && !strings.HasPrefix(rel, "..") {
+		move := func(p *string) {
+			if rel, err := filepath.Rel(from, *p); *p != "" && err == nil && !strings.HasPrefix(rel, "..") {
 				*p = filepath.Join(to, rel)
 			}
 		}
-		if o.Address != "" {
-			c.Addresses = []string{o.Address}
-			return
-		}
-		for i, a := range c.Addresses {
-			if a == "unix://"+filepath.Join(from, "privval.sock") {
-				c.Addresses[i] = "unix://" + filepath.Join(to, "privval.sock")
+		move(&c.SealedIDKeyPath)
+		for _, ch := range c.Chains() {
+			paths := []*string{&ch.SealedConsensusKeyPath, &ch.SealedIDKeyPath, &ch.StateFilePath}
+			if ch.HA != nil {
+				paths = append(paths, &ch.HA.SealedAnchorPath, &ch.HA.CAFile, &ch.HA.CertFile, &ch.HA.KeyFile)
+				if o.Instance != "" {
+					ch.HA.Instance = o.Instance
+				}
+			}
+			for _, p := range paths {
+				move(p)
+			}
+			if o.Address != "" {
+				ch.Addresses = []string{o.Address} // one chain: checked above
+				continue
+			}
+			// The node sockets local init put into from move with it.
+			for i, a := range ch.Addresses {
+				if path, ok := strings.CutPrefix(a, "unix://"); ok {
+					move(&path)
+					ch.Addresses[i] = "unix://" + path
+				}
 			}
 		}
 	})
