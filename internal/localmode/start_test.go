@@ -44,7 +44,11 @@ func TestStartRefusesRemoteValidator(t *testing.T) {
 				t.Fatal(err)
 			}
 			var logs bytes.Buffer
-			err = Start(t.Context(), StartOptions{Home: home, Addresses: map[string]string{"": c.override}, Insecure: c.insecure,
+			var override map[string]string
+			if c.override != "" {
+				override = map[string]string{"": c.override}
+			}
+			err = Start(t.Context(), StartOptions{Home: home, Addresses: override, Insecure: c.insecure,
 				Enclave: filepath.Join(home, "no-such-enclave"), Log: slog.New(slog.NewTextHandler(&logs, nil))})
 			want := c.want
 			if want == nil {
