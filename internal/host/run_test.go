@@ -106,9 +106,11 @@ func (r *localRun) dialHost(t *testing.T, port uint32, limit enclaveproto.Type) 
 // helper's first Configure and answers it with resp.
 func (r *localRun) acceptConfigure(t *testing.T, ctx context.Context, resp enclaveproto.Message) (*enclaveproto.Conn, *enclaveproto.Configure) {
 	t.Helper()
+	// A helper that never configures fails the test instead of hanging it.
+	r.config.(*net.UnixListener).SetDeadline(time.Now().Add(10 * time.Second))
 	nc, err := r.config.Accept()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no Configure from the helper: %v", err)
 	}
 	c := enclaveproto.NewConn(nc, enclaveproto.MaxPayload(enclaveproto.TypeConfigure))
 	m, id, err := c.Receive(ctx)
