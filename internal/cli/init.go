@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/tmkms-nitro/tmkms-nitro/internal/atomicfile"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/host"
@@ -191,18 +193,13 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 		}
 		return sealChains(ctx, env, k, cfg)
 	}
-	provider, err := host.CredentialsFor(ctx, cfg)
+	awsCreds, dial, err := enclaveAccess(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	awsCreds, err := provider.Retrieve(ctx)
-	if err != nil {
-		return WithHint(fmt.Errorf("no AWS credentials: %w", err), "run on the EC2 instance with its instance role, or set [credentials] in tmkms.toml")
-	}
-	enclave := transport.Port(transport.Addr{Scheme: transport.Vsock, CID: cfg.EnclaveConfigCID}, cfg.EnclaveConfigPort)
 	anchorFiles, _ := k.anchorFiles()
 	cer := &host.Ceremony{
-		Dial:   func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, enclave, nil) },
+		Dial:   dial,
 		Region: k.region, KMSKeyID: k.keyID, Creds: host.ProtoCredentials(awsCreds),
 		ChainIDs: k.chainIDs, Nonce: k.nonce, Anchor: anchorFiles, Import: seed, Force: k.force, KeyType: k.keyType,
 	}
@@ -253,6 +250,22 @@ func sealAndReport(ctx context.Context, env *Env, k *keyFlags, seed []byte, stat
 	return reportSealed(env, filepath.Join(k.dir, "attestation.b64"), sealed, origin, k.chainIDs, nil, "")
 }
 
+// enclaveAccess returns what a ceremony needs to reach the enclave and
+// KMS: the AWS credentials to push, and a dialer of the enclave's config
+// port.
+func enclaveAccess(ctx context.Context, cfg *config.Config) (aws.Credentials, func(context.Context) (net.Conn, error), error) {
+	provider, err := host.CredentialsFor(ctx, cfg)
+	if err != nil {
+		return aws.Credentials{}, nil, err
+	}
+	creds, err := provider.Retrieve(ctx)
+	if err != nil {
+		return aws.Credentials{}, nil, WithHint(fmt.Errorf("no AWS credentials: %w", err), "run on the EC2 instance with its instance role, or set [credentials] in tmkms.toml")
+	}
+	enclave := transport.Port(transport.Addr{Scheme: transport.Vsock, CID: cfg.EnclaveConfigCID}, cfg.EnclaveConfigPort)
+	return creds, func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, enclave, nil) }, nil
+}
+
 // hasValidators reports whether DIR/tmkms.toml exists and has
 // [[validator]] tables; errors are left for initConfig to report.
 func hasValidators(dir string) bool {
@@ -268,23 +281,11 @@ func sealChains(ctx context.Context, env *Env, k *keyFlags, cfg *config.Config) 
 	if len(k.chainIDs) > 0 {
 		return WithHint(errors.New("--chain-id: the chains come from the [[validator]] tables of tmkms.toml"), "remove --chain-id")
 	}
-	provider, err := host.CredentialsFor(ctx, cfg)
+	awsCreds, dial, err := enclaveAccess(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	awsCreds, err := provider.Retrieve(ctx)
-	if err != nil {
-		return WithHint(fmt.Errorf("no AWS credentials: %w", err), "run on the EC2 instance with its instance role, or set [credentials] in tmkms.toml")
-	}
-	enclave := transport.Port(transport.Addr{Scheme: transport.Vsock, CID: cfg.EnclaveConfigCID}, cfg.EnclaveConfigPort)
-	chainsOf := map[string][]string{} // key path → the chains naming it, in file order
-	var keys []string
-	for _, ch := range cfg.Chains() {
-		if chainsOf[ch.SealedConsensusKeyPath] == nil {
-			keys = append(keys, ch.SealedConsensusKeyPath)
-		}
-		chainsOf[ch.SealedConsensusKeyPath] = append(chainsOf[ch.SealedConsensusKeyPath], ch.ChainID)
-	}
+	keys, chainsOf := cfg.ConsensusKeys()
 	identity := cfg.SealedIDKeyPath
 	if _, err := os.Stat(identity); err == nil && !k.force {
 		identity = "" // kept
@@ -299,7 +300,7 @@ func sealChains(ctx context.Context, env *Env, k *keyFlags, cfg *config.Config) 
 			continue
 		}
 		cer := &host.Ceremony{
-			Dial:   func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, enclave, nil) },
+			Dial:   dial,
 			Region: cfg.AWSRegion, KMSKeyID: k.keyID, Creds: host.ProtoCredentials(awsCreds),
 			ChainIDs: chains, Nonce: k.nonce, Force: k.force, KeyType: k.keyType,
 		}

@@ -318,6 +318,19 @@ func (c *Config) NeedsIdentity() bool {
 	return false
 }
 
+// ConsensusKeys groups the chains by sealed consensus key: each key path
+// in file order, and the chains that name it.
+func (c *Config) ConsensusKeys() (paths []string, chains map[string][]string) {
+	chains = map[string][]string{}
+	for _, ch := range c.Chains() {
+		if chains[ch.SealedConsensusKeyPath] == nil {
+			paths = append(paths, ch.SealedConsensusKeyPath)
+		}
+		chains[ch.SealedConsensusKeyPath] = append(chains[ch.SealedConsensusKeyPath], ch.ChainID)
+	}
+	return paths, chains
+}
+
 // Chain is one chain of ForChains.
 type Chain struct {
 	ID        string

@@ -172,3 +172,14 @@ func TestForChains(t *testing.T) {
 		t.Errorf("Marshal of a table without chain id: %v, want ErrInvalid", err)
 	}
 }
+
+func TestConsensusKeys(t *testing.T) {
+	c, err := Parse([]byte(shared+table("a")+strings.Replace(table("b"), "= 'k'", "= 'k2'", 1)+table("c")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, chains := c.ConsensusKeys()
+	if !reflect.DeepEqual(paths, []string{"k", "k2"}) || !reflect.DeepEqual(chains, map[string][]string{"k": {"a", "c"}, "k2": {"b"}}) {
+		t.Fatalf("ConsensusKeys = %q, %q", paths, chains)
+	}
+}

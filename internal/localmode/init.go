@@ -240,14 +240,7 @@ func writeConfig(home string, o InitOptions, k *KMS, keyARN string) (*config.Con
 // creates each chain's empty state file.
 func sealKeys(ctx context.Context, home string, cfg *config.Config, k *KMS, o InitOptions) (*InitResult, error) {
 	res := &InitResult{PubKeys: map[string]signer.PubKey{}, ConfigPath: filepath.Join(home, "tmkms.toml")}
-	chainsOf := map[string][]string{} // key path → its chains, in order
-	var keys []string
-	for _, ch := range cfg.Chains() {
-		if chainsOf[ch.SealedConsensusKeyPath] == nil {
-			keys = append(keys, ch.SealedConsensusKeyPath)
-		}
-		chainsOf[ch.SealedConsensusKeyPath] = append(chainsOf[ch.SealedConsensusKeyPath], ch.ChainID)
-	}
+	keys, chainsOf := cfg.ConsensusKeys()
 	first := cfg.Chains()[0]
 	for i, key := range keys {
 		cer := &host.Ceremony{
