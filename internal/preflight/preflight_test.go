@@ -74,7 +74,7 @@ func newFixture(t *testing.T) *fixture {
 	f.write("vsock-proxy", "#!/bin/sh\nexit 0\n", 0o755)
 	f.write("vsock-proxy.yaml", "allowlist:\n- {address: kms."+region+".amazonaws.com, port: 443}\n", 0o644)
 	f.proc("4242", "vsock-proxy", "8000", "kms."+region+".amazonaws.com", "443")
-	f.listen()
+	f.listen("validator.socket")
 	f.opts = Options{
 		ConfigPath:  filepath.Join(dir, "tmkms.toml"),
 		ProcDir:     filepath.Join(dir, "proc"),
@@ -134,9 +134,10 @@ func (f *fixture) proc(pid string, argv ...string) {
 	f.write("proc/"+pid+"/cmdline", strings.Join(argv, "\x00")+"\x00", 0o444)
 }
 
-func (f *fixture) listen() {
+// listen serves a validator socket in the fixture's socket directory.
+func (f *fixture) listen(name string) {
 	f.t.Helper()
-	l, err := net.Listen("unix", filepath.Join(f.sockDir, "validator.socket"))
+	l, err := net.Listen("unix", filepath.Join(f.sockDir, name))
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -655,4 +656,36 @@ func find(rs []Result, name string) (Result, bool) {
 		}
 	}
 	return Result{}, false
+}
+
+// TestSeveralChains: with [[validator]] tables, the checks of a chain's
+// settings run once per chain and name it, and one chain's problem (here
+// a state file signed for another chain) fails that chain's line alone.
+func TestSeveralChains(t *testing.T) {
+	f := newFixture(t)
+	f.write("state/b.json", nativeState(t, "chain-c"), 0o600)
+	table := "\n[[validator]]\naddress = 'unix://%s/validator.socket'\nchain_id = '%s'\nsealed_consensus_key_path = 'secrets/secret.key'\nstate_file_path = '%s'\n"
+	f.write("tmkms.toml", "aws_region = '"+region+"'\nenclave_config_cid = 15\n"+
+		fmt.Sprintf(table, f.sockDir, chainID, "state/priv_validator_state.json")+
+		strings.Replace(fmt.Sprintf(table, f.sockDir, "chain-b", "state/b.json"), "validator.socket", "b.socket", 1), 0o600)
+	f.listen("b.socket")
+	rs := f.run()
+	got := map[string][]string{}
+	for _, r := range rs {
+		got[r.Name] = append(got[r.Name], r.Status.String()+" "+r.Detail)
+	}
+	for _, name := range []string{CheckConsensusKey, CheckStateFile, CheckValidator, CheckAnchor} {
+		if len(got[name]) != 2 || !strings.Contains(got[name][0], "chain "+chainID+": ") || !strings.Contains(got[name][1], "chain chain-b: ") {
+			t.Errorf("%s: %q, want one line per chain, each naming it", name, got[name])
+		}
+	}
+	if s := got[CheckStateFile]; len(s) != 2 || !strings.HasPrefix(s[0], "PASS") || !strings.HasPrefix(s[1], "FAIL") || !strings.Contains(s[1], "signed for chain chain-c") {
+		t.Errorf("state-file: %q, want chain-b's alone to fail", s)
+	}
+	if s := got[CheckRegion]; len(s) != 1 || !strings.HasPrefix(s[0], "PASS") {
+		t.Errorf("region: %q, want one shared line", s)
+	}
+	if n := Count(rs, Fail); n != 1 {
+		t.Errorf("%d failures, want 1:\n%v", n, got)
+	}
 }
