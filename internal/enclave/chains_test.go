@@ -466,6 +466,12 @@ func TestReserve(t *testing.T) {
 	cfg := func(id string, state, validator uint32, nodes int, logPort uint32) *enclaveproto.Configure {
 		return &enclaveproto.Configure{ChainID: id, Addresses: make([]string, nodes), StatePort: state, ValidatorPort: validator, LogPort: logPort}
 	}
+	// big is a chain whose nodes may each send the largest request.
+	big := func(id string, state, validator uint32, nodes int) *enclaveproto.Configure {
+		c := cfg(id, state, validator, nodes, 0)
+		c.MaxMessageSize = 4 << 20
+		return c
+	}
 	full := make([]*enclaveproto.Configure, enclaveproto.MaxChains)
 	for i := range full {
 		full[i] = cfg(fmt.Sprint("chain-", i), 6000+uint32(i), 5000+10*uint32(i), 1, 0)
@@ -487,6 +493,10 @@ func TestReserve(t *testing.T) {
 		{"a log port other than the one in use", []*enclaveproto.Configure{cfg("a", 1, 2, 1, 7050), cfg("b", 3, 4, 1, 0)}, cfg("new", 5, 6, 1, 6050), "to 7050"},
 		{"the log port in use", []*enclaveproto.Configure{cfg("a", 1, 2, 1, 7050)}, cfg("new", 3, 4, 1, 7050), ""},
 		{"no log port", []*enclaveproto.Configure{cfg("a", 1, 2, 1, 7050)}, cfg("new", 3, 4, 1, 0), ""},
+		{"a state port on the log port", nil, cfg("new", 6050, 4, 1, 0), "port 6050, the log channel's"},
+		{"a validator port on the log port in use", []*enclaveproto.Configure{cfg("a", 1, 2, 1, 7050)}, cfg("new", 3, 7048, 3, 0), "port 7050, the log channel's"},
+		{"nodes' requests within the memory budget", []*enclaveproto.Configure{big("a", 1, 100, 8)}, big("new", 2, 200, 8), ""},
+		{"nodes' requests over the memory budget", []*enclaveproto.Configure{big("a", 1, 100, 8), big("b", 2, 200, 8)}, big("new", 3, 300, 1), "more than the 64 MiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -136,16 +136,50 @@ func (e *Enclave) reserve(c *enclaveproto.Configure) (*session, error) {
 	if in := e.logPort(); c.LogPort != 0 && in != 0 && c.LogPort != in {
 		return nil, fmt.Errorf("%w: chain %q sends logs to host port %d, but the chains already configured send them to %d: all chains share one log channel", errBadConfig, c.ChainID, c.LogPort, in)
 	}
+	if total := e.frameMemory() + frameMemory(c); total > maxFrameMemory {
+		return nil, fmt.Errorf("%w: chain %q would let the nodes' requests take %d MiB of the enclave's memory with the chains already configured, more than the %d MiB allowed: lower max_message_size or the number of addresses",
+			errBadConfig, c.ChainID, total>>20, maxFrameMemory>>20)
+	}
 	s := &session{cfg: c, log: e.log.With("chain_id", c.ChainID)}
 	ports := []uint32{port(c.StatePort, enclaveproto.DefaultStatePort)}
 	for i := range c.Addresses {
 		ports = append(ports, port(c.ValidatorPort, enclaveproto.DefaultValidatorPort)+uint32(i))
+	}
+	logs := port(c.LogPort, port(e.logPort(), enclaveproto.DefaultLogPort))
+	if slices.Contains(ports, logs) {
+		return nil, fmt.Errorf("%w: chain %q would dial host port %d, the log channel's", errBadConfig, c.ChainID, logs)
 	}
 	if err := e.claim(s, ports); err != nil {
 		return nil, err
 	}
 	e.sessions[c.ChainID] = s
 	return s, nil
+}
+
+// maxFrameMemory bounds what the nodes' requests may hold at once in the
+// enclave, over every chain: each node connection may hold one request of
+// up to its chain's max_message_size while it is read. 16 chains of 8
+// nodes at the 4 MiB cap would exceed the enclave's memory and stop every
+// chain; the default (64 KiB) leaves room for all of them.
+const maxFrameMemory = 64 << 20
+
+// frameMemory is what c's nodes' requests may hold at once.
+func frameMemory(c *enclaveproto.Configure) int {
+	size := int(c.MaxMessageSize)
+	if size <= 0 {
+		size = privval.DefaultMaxMessageSize
+	}
+	return min(size, privval.MaxMessageSize) * len(c.Addresses)
+}
+
+// frameMemory is what the configured chains' nodes' requests may hold at
+// once. Called with e.mu held.
+func (e *Enclave) frameMemory() int {
+	n := 0
+	for _, s := range e.sessions {
+		n += frameMemory(s.cfg)
+	}
+	return n
 }
 
 // claim adds ports to the host ports s dials unless another chain's
@@ -278,7 +312,7 @@ func (k *unsealed) configured() *enclaveproto.Configured {
 // when that is ahead. What it opens is released when sess stops.
 func (e *Enclave) newSigner(ctx context.Context, sess *session, k *unsealed) (*signer.Signer, error) {
 	c := sess.cfg
-	store := &remoteStore{log: sess.log, dial: func(ctx context.Context) (net.Conn, error) {
+	store := &remoteStore{log: sess.log, chain: c.ChainID, dial: func(ctx context.Context) (net.Conn, error) {
 		return e.p.DialHost(ctx, port(c.StatePort, enclaveproto.DefaultStatePort))
 	}}
 	sess.release = append(sess.release, store.Close)
@@ -292,9 +326,6 @@ func (e *Enclave) newSigner(ctx context.Context, sess *session, k *unsealed) (*s
 	last, err := store.Load(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if chain, err := signstate.ChainID(last); err != nil || chain != "" && chain != c.ChainID {
-		return nil, fmt.Errorf("%w: the host's state is for chain %q, not %q (%v)", errBadConfig, chain, c.ChainID, err)
 	}
 	if anc != nil {
 		if last, err = catchUp(ctx, sess.log, guard, k.consensus, last); err != nil {

@@ -24,8 +24,9 @@ const roundTrip = 2 * time.Second
 // next Save (the helper may have restarted), and the host's copy is brought
 // up to what the enclave knows before anything new is persisted.
 type remoteStore struct {
-	dial func(ctx context.Context) (net.Conn, error)
-	log  *slog.Logger
+	dial  func(ctx context.Context) (net.Conn, error)
+	log   *slog.Logger
+	chain string // the only chain a snapshot may be for ("": any, in tests)
 
 	mu    sync.Mutex
 	conn  *enclaveproto.Conn
@@ -66,6 +67,13 @@ func (r *remoteStore) connect(ctx context.Context) (signstate.State, error) {
 	if err != nil {
 		c.Close()
 		return signstate.State{}, fmt.Errorf("the host's state snapshot is invalid: %w", err)
+	}
+	// Checked on every connection, not only the first: a snapshot of
+	// another chain, taken as this chain's known state, would be written
+	// back into this chain's file.
+	if chain, err := signstate.ChainID(st); r.chain != "" && (err != nil || chain != "" && chain != r.chain) {
+		c.Close()
+		return signstate.State{}, fmt.Errorf("%w: the host's state is for chain %q, not %q (%v)", errBadConfig, chain, r.chain, err)
 	}
 	r.conn = c
 	return st, nil

@@ -2,6 +2,7 @@ package enclave
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -103,5 +104,46 @@ func TestRemoteStoreNeverLowered(t *testing.T) {
 	}
 	if err := r.Save(ctx, st(10, signstate.StepPropose)); err != nil {
 		t.Fatalf("save after the helper restarted: %v", err)
+	}
+}
+
+// TestRemoteStoreOtherChain: a helper that, on a redial, offers another
+// chain's state (ahead of this chain's) is refused, and that state is
+// neither taken as this chain's nor written back over it.
+func TestRemoteStoreOtherChain(t *testing.T) {
+	dir := t.TempDir()
+	h := startStateHost(t, dir)
+	r := h.store()
+	r.chain = "chain-aaaaa"
+	ctx := context.Background()
+	if _, err := r.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mine := signstate.State{Height: 5, Step: signstate.StepPrevote, SignBytes: []byte("\x0a\x0bchain-aaaaa"), Signature: make([]byte, 64)}
+	if err := r.Save(ctx, mine); err != nil {
+		t.Fatal(err)
+	}
+	h.stop()
+	os.Remove(h.sock)
+	other := signstate.State{Height: 9, Step: signstate.StepPrecommit, SignBytes: []byte("\x0a\x0bchain-bbbbb"), Signature: make([]byte, 64)}
+	f, err := signstate.Open(h.path, signstate.Options{})
+	if err == nil {
+		err = f.Save(ctx, other)
+		f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := startStateHost(t, dir)
+	next := mine
+	next.Step = signstate.StepPrecommit
+	if err := r.Save(ctx, next); !errors.Is(err, errBadConfig) {
+		t.Fatalf("Save over another chain's snapshot = %v, want a refusal", err)
+	}
+	if got := h2.file.State().HRS(); got != other.HRS() {
+		t.Fatalf("host file at %v, want chain-bbbbb's %v untouched", got, other.HRS())
+	}
+	if r.known.HRS() != mine.HRS() {
+		t.Fatalf("the enclave's known state became %v", r.known.HRS())
 	}
 }
