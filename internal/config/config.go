@@ -344,11 +344,7 @@ type Chain struct {
 // chain next to c's, and the chain's addresses and key where it names
 // them.
 func ForChains(c *Config, chains []Chain) *Config {
-	shared := *c
-	shared.Addresses, shared.ChainID, shared.SealedConsensusKeyPath, shared.StateFilePath = nil, "", "", ""
-	shared.EnclaveStatePort, shared.EnclaveTendermintConn, shared.ProtocolVersion, shared.MaxMessageSize = 0, 0, "", 0
-	shared.HA, shared.MaxHeight, shared.AllowMissingState = nil, 0, false
-	shared.Validators = nil
+	shared := c.shared()
 	for i, ch := range chains {
 		v := *c
 		v.ChainID = ch.ID
@@ -367,7 +363,18 @@ func ForChains(c *Config, chains []Chain) *Config {
 		}
 		shared.Validators = append(shared.Validators, &v)
 	}
-	return &shared
+	return shared
+}
+
+// shared is c without the settings that belong to a chain: the top level
+// of a file with [[validator]] tables.
+func (c *Config) shared() *Config {
+	s := *c
+	s.Addresses, s.ChainID, s.MaxHeight = nil, "", 0
+	s.SealedConsensusKeyPath, s.StateFilePath, s.AllowMissingState = "", "", false
+	s.EnclaveStatePort, s.EnclaveTendermintConn, s.ProtocolVersion, s.MaxMessageSize = 0, 0, "", 0
+	s.HA, s.Validators = nil, nil
+	return &s
 }
 
 // FileName is chainID made safe as a file name: characters other than

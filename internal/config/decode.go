@@ -171,7 +171,8 @@ func decode(data []byte) (*Config, error) {
 		MaxMessageSize:        DefaultMaxMessageSize,
 		LogFormat:             DefaultLogFormat,
 	}
-	if err := precheck(data); err != nil {
+	doc, err := precheck(data)
+	if err != nil {
 		return nil, err
 	}
 	d := toml.NewDecoder(bytes.NewReader(data))
@@ -180,7 +181,7 @@ func decode(data []byte) (*Config, error) {
 		return nil, translate(data, err)
 	}
 	if f.Validator != nil {
-		return f.validators(data)
+		return f.validators(doc)
 	}
 	h, err := maxHeight("max_height", f.MaxHeight)
 	if err != nil {
@@ -197,11 +198,7 @@ func decode(data []byte) (*Config, error) {
 
 // validators decodes a file with [[validator]] tables: the top level holds
 // what the chains share, each table one chain's settings.
-func (f *file) validators(data []byte) (*Config, error) {
-	var doc map[string]any
-	if err := toml.Unmarshal(data, &doc); err != nil {
-		return nil, translate(data, err)
-	}
+func (f *file) validators(doc map[string]any) (*Config, error) {
 	var errs []error
 	for _, k := range chainKeys {
 		if _, ok := doc[k]; ok {
@@ -209,10 +206,7 @@ func (f *file) validators(data []byte) (*Config, error) {
 				Msg: "belongs in each [[validator]] table in a file that has them"})
 		}
 	}
-	shared := f.config(0)
-	shared.Addresses, shared.ChainID, shared.SealedConsensusKeyPath, shared.StateFilePath = nil, "", "", ""
-	shared.EnclaveStatePort, shared.EnclaveTendermintConn, shared.ProtocolVersion, shared.MaxMessageSize = 0, 0, "", 0
-	shared.HA = nil
+	shared := f.config(0).shared()
 	for i := range f.Validator {
 		c, err := f.Validator[i].config(shared, i)
 		if err != nil {
@@ -405,11 +399,12 @@ func translate(data []byte, err error) error {
 const maxUnknownKeys = 10
 
 // precheck refuses a document with many unknown keys before the strict
-// decode, listing a few of them.
-func precheck(data []byte) error {
+// decode, listing a few of them. It returns the document as a map, for
+// what the strict decode cannot see (which keys are present).
+func precheck(data []byte) (map[string]any, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
-		return translate(data, err)
+		return nil, translate(data, err)
 	}
 	var unknown []string
 	reported := 0
@@ -441,7 +436,7 @@ func precheck(data []byte) error {
 	}
 	walk("", doc)
 	if reported <= maxUnknownKeys {
-		return nil
+		return doc, nil
 	}
 	slices.Sort(unknown)
 	if len(unknown) == 1 {
@@ -449,9 +444,9 @@ func precheck(data []byte) error {
 		if s := suggest(unknown[0]); s != "" {
 			msg += fmt.Sprintf(" (did you mean %s?)", s)
 		}
-		return &FieldError{Key: unknown[0], Kind: ErrUnknownKey, Msg: msg + "; is this a tmkms.toml?"}
+		return nil, &FieldError{Key: unknown[0], Kind: ErrUnknownKey, Msg: msg + "; is this a tmkms.toml?"}
 	}
-	return &FieldError{Key: unknown[0], Kind: ErrUnknownKey, Msg: fmt.Sprintf(
+	return nil, &FieldError{Key: unknown[0], Kind: ErrUnknownKey, Msg: fmt.Sprintf(
 		"unknown key, and %d more (%s, …); is this a tmkms.toml?", len(unknown)-1, strings.Join(unknown[1:min(4, len(unknown))], ", "))}
 }
 
