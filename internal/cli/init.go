@@ -315,17 +315,7 @@ func sealChains(ctx context.Context, env *Env, k *keyFlags, cfg *config.Config) 
 			return err
 		}
 	}
-	for _, ch := range cfg.Chains() {
-		if err := os.MkdirAll(filepath.Dir(ch.StateFilePath), 0o700); err != nil {
-			return err
-		}
-		st, err := signstate.Open(ch.StateFilePath, signstate.Options{AllowMissing: true})
-		if err != nil {
-			return fmt.Errorf("chain %s: %w", ch.ChainID, err)
-		}
-		st.Close()
-	}
-	return nil
+	return host.CreateStateFiles(cfg)
 }
 
 // keptKeyAllows checks that an existing sealed key may sign for every

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/tmkms-nitro/tmkms-nitro/internal/config"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/enclaveproto"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/sealedkey"
+	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 )
 
 // AnchorFiles are the anchor's credentials as the operator holds them for
@@ -152,6 +154,22 @@ func (c *Ceremony) Run(ctx context.Context, p Paths) (*Sealed, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// CreateStateFiles gives each chain of cfg its state file, and the file's
+// directory, keeping any that exists: where a new signer starts from.
+func CreateStateFiles(cfg *config.Config) error {
+	for _, ch := range cfg.Chains() {
+		if err := os.MkdirAll(filepath.Dir(ch.StateFilePath), 0o700); err != nil {
+			return err
+		}
+		st, err := signstate.Open(ch.StateFilePath, signstate.Options{AllowMissing: true})
+		if err != nil {
+			return fmt.Errorf("chain %s: %w", ch.ChainID, err)
+		}
+		st.Close()
+	}
+	return nil
 }
 
 func (c *Ceremony) seal(ctx context.Context, what string, req enclaveproto.Message, path string) (*enclaveproto.GeneratedKey, error) {

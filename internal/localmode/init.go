@@ -23,7 +23,6 @@ import (
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pcr"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/pubkey"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/signer"
-	"github.com/tmkms-nitro/tmkms-nitro/internal/signstate"
 	"github.com/tmkms-nitro/tmkms-nitro/internal/softnsm"
 )
 
@@ -269,15 +268,10 @@ func sealKeys(ctx context.Context, home string, cfg *config.Config, k *KMS, o In
 			res.PubKeys[id] = sealed.Consensus.Key()
 		}
 	}
+	if err := host.CreateStateFiles(cfg); err != nil {
+		return nil, err
+	}
 	for _, ch := range cfg.Chains() {
-		if err := os.MkdirAll(filepath.Dir(ch.StateFilePath), 0o700); err != nil {
-			return nil, err
-		}
-		st, err := signstate.Open(ch.StateFilePath, signstate.Options{AllowMissing: true})
-		if err != nil {
-			return nil, err
-		}
-		st.Close()
 		name := "pubkey.json"
 		if len(o.ChainIDs) > 1 {
 			name = "pubkey-" + config.FileName(ch.ChainID) + ".json"
