@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -110,14 +108,9 @@ func advances(ctx context.Context, t *testing.T, n *Node, k int64, ls *localSign
 // chainPubKey reads the public key local init wrote for chainID.
 func chainPubKey(t *testing.T, home, chainID string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(home, "pubkey-"+config.FileName(chainID)+".json"))
-	var pk struct{ Value string }
-	if err == nil {
-		err = json.Unmarshal(data, &pk)
-	}
-	pub, derr := base64.StdEncoding.DecodeString(pk.Value)
-	if err != nil || derr != nil || len(pub) != 32 {
-		t.Fatalf("pubkey file for %s: %v %v", chainID, err, derr)
+	_, pub := pubKeyFile(t, filepath.Join(home, "pubkey-"+config.FileName(chainID)+".json"))
+	if len(pub) != 32 {
+		t.Fatalf("public key of chain %s: %d bytes, want 32", chainID, len(pub))
 	}
 	return pub
 }

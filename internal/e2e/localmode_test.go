@@ -91,19 +91,30 @@ func localInit(t *testing.T, bin, home, chainID string, flags ...string) []byte 
 	if err != nil {
 		t.Fatalf("local init: %v\n%s", err, out)
 	}
-	var pk struct{ Value string }
-	data, err := os.ReadFile(filepath.Join(home, "pubkey.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &pk)
-	}
-	if err != nil {
-		t.Fatalf("pubkey.json: %v", err)
-	}
-	pub, _ := base64.StdEncoding.DecodeString(pk.Value)
-	if !bytes.Contains(out, []byte(pk.Value)) {
+	value, pub := pubKeyFile(t, filepath.Join(home, "pubkey.json"))
+	if !bytes.Contains(out, []byte(value)) {
 		t.Fatalf("local init did not print the public key:\n%s", out)
 	}
 	return pub
+}
+
+// pubKeyFile reads a public key file local init wrote (CometBFT JSON):
+// its base64 value, and the key.
+func pubKeyFile(t *testing.T, path string) (string, []byte) {
+	t.Helper()
+	var pk struct{ Value string }
+	data, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(data, &pk)
+	}
+	var pub []byte
+	if err == nil {
+		pub, err = base64.StdEncoding.DecodeString(pk.Value)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", filepath.Base(path), err)
+	}
+	return pk.Value, pub
 }
 
 // TestLocalMode runs the whole system in local mode against a real
